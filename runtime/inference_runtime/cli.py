@@ -1,0 +1,117 @@
+"""``inference-runtime``: validate everything that can be validated, then serve.
+
+Config, path and plugin errors exit with status 2 and one line naming the problem, before the engine
+(which takes seconds to minutes) is started. SIGTERM drains: /ready turns 503 at once, new requests
+get 503, in-flight requests and streams finish within the grace period, then the engine stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from types import FrameType
+
+import uvicorn
+
+from inference_runtime.app import create_app
+from inference_runtime.auth import KeyRing
+from inference_runtime.config import ConfigError, PathPolicy, ResolvedModel, load_model_config
+from inference_runtime.serving.base import BaseServingEngine
+from inference_runtime.serving.registry import load_serving_class
+from inference_runtime.settings import Settings, settings_from_args
+from inference_runtime.state import RuntimeState
+
+logger = logging.getLogger("inference_runtime")
+OPENAI_CLASSES = ("OpenAIServingChat", "OpenAIServingCompletion")
+
+
+def serving_classes(model: ResolvedModel) -> list[type[BaseServingEngine]]:
+    """The primary class first (it wins shared paths), then the OpenAI routes unless disabled."""
+    names = [model.config.class_name]
+    if model.config.openai_routes:
+        names += [n for n in OPENAI_CLASSES if n not in names]
+    return [load_serving_class(n) for n in names]
+
+
+def prepare(settings: Settings) -> tuple[ResolvedModel, list[type[BaseServingEngine]], KeyRing]:
+    policy = PathPolicy(model_root=settings.model_root, config_dir=settings.config_path.resolve().parent,
+                        extra_roots=settings.allowed_roots)
+    model = load_model_config(settings.config_path, settings.model_name, policy)
+    try:
+        classes = serving_classes(model)
+    except ConfigError as exc:
+        raise ConfigError(f"model '{model.name}': {exc}") from None
+    try:
+        keys = KeyRing.from_sources(settings.api_keys, settings.api_keys_file)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the API keys file: {exc.strerror}") from None
+    return model, classes, keys
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with a drain phase before its own shutdown on the first SIGTERM/SIGINT."""
+
+    def __init__(self, config: uvicorn.Config, state: RuntimeState, grace: float) -> None:
+        super().__init__(config)
+        self.runtime = state
+        self.grace = grace
+        self.exit_code = 0
+        self._drain: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list | None = None) -> None:  # type: ignore[override]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._drain is not None or self._loop is None or self.runtime.engine is None:
+            super().handle_exit(sig, frame)  # second signal, or nothing to drain: stop now
+            return
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        if self._drain is None:
+            self._drain = asyncio.ensure_future(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        admission = self.runtime.admission
+        admission.draining = True
+        logger.info("draining: %d request(s) in flight, grace %.0f s", admission.active, self.grace)
+        deadline = asyncio.get_running_loop().time() + self.grace
+        while admission.active > 0 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if admission.active:
+            logger.warning("grace period over with %d request(s) in flight; stopping", admission.active)
+        self.should_exit = True
+
+    def fatal(self) -> None:
+        self.exit_code = 1
+        self.should_exit = True
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = settings_from_args(argv)
+    from inference_runtime.logs import configure_logging
+
+    configure_logging(settings.log)
+    try:
+        model, classes, keys = prepare(settings)
+    except ConfigError as exc:
+        print(f"inference-runtime: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    holder: list[DrainingServer] = []
+    app = create_app(settings, model, classes, keys=keys, on_fatal=lambda: holder[0].fatal())
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                            timeout_graceful_shutdown=max(1, int(settings.shutdown_grace)), lifespan="on",
+                            server_header=False)
+    server = DrainingServer(config, app.state.runtime, settings.shutdown_grace)
+    holder.append(server)
+    logger.info("serving model %s from %s on http://%s:%d (keys: %s)", model.name, model.model_path,
+                settings.host, settings.port, f"{len(keys)} configured" if keys.enabled else "off")
+    server.run()
+    sys.exit(server.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""The model config file (``model_config.json``): validated, with every path confined to allowed roots.
+
+The file is an object keyed by served model name. Errors name the model, the field and what is
+allowed, and are raised before the engine starts, so a bad config fails fast with one clear line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# Keys the runtime itself sets on the engine; overriding them via engine_args would silently
+# disagree with the rest of the config.
+RESERVED_ENGINE_ARGS = frozenset(
+    {"model", "served_model_name", "max_model_len", "dtype", "tensor_parallel_size", "gpu_memory_utilization"}
+)
+MAX_CONFIG_BYTES = 1 << 20
+MAX_TEMPLATE_BYTES = 256 << 10
+
+
+class ConfigError(ValueError):
+    """The config cannot be used; the message is meant for the operator of the server."""
+
+
+class ModelConfig(BaseModel):
+    """One entry of model_config.json."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    class_name: str = Field(
+        "OpenAIServingChat", min_length=1, description="Registered serving class of the primary protocol."
+    )
+    model_path: str = Field(
+        ..., min_length=1, description="HF model folder; a relative path resolves under the model root."
+    )
+    max_model_len: int | None = Field(None, gt=0, description="Context length; default: the model's own.")
+    chat_template: str | None = Field(
+        None, description="Jinja template text or a file path; default: the model's own template."
+    )
+    response_role: str = Field("assistant", min_length=1, max_length=64, description="Role of replies.")
+    dtype: Literal["auto", "bfloat16", "float16", "half", "float32", "float"] = "auto"
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    engine_args: dict[str, Any] = Field(default_factory=dict, description="Further vLLM engine arguments.")
+    openai_routes: bool = Field(True, description="Also serve OpenAI chat and completions routes.")
+
+    @field_validator("engine_args")
+    @classmethod
+    def _no_reserved_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(RESERVED_ENGINE_ARGS & value.keys())
+        if clash:
+            raise ValueError(f"set {', '.join(clash)} as top-level fields, not in engine_args")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    """A config entry whose paths were checked and resolved, ready for the engine."""
+
+    name: str
+    config: ModelConfig
+    model_path: Path
+    chat_template: str | None  # template text, or None for the model's own
+
+
+@dataclass(frozen=True, slots=True)
+class PathPolicy:
+    """Where model files and templates may live. Everything else is refused."""
+
+    model_root: Path
+    config_dir: Path
+    extra_roots: tuple[Path, ...] = ()
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        return tuple(p.resolve() for p in (self.config_dir, self.model_root, *self.extra_roots))
+
+    def resolve(self, raw: str, *, base: Path, where: str) -> Path:
+        """Resolve ``raw`` (relative to ``base``), following symlinks, and require it inside a root."""
+        if "\x00" in raw:
+            raise ConfigError(f"{where}: contains a NUL byte")
+        path = (base / Path(raw).expanduser()).resolve()
+        if not any(path.is_relative_to(root) for root in self.roots):
+            allowed = ", ".join(str(r) for r in self.roots)
+            raise ConfigError(
+                f"{where}: '{raw}' resolves outside the allowed roots ({allowed}); "
+                "add its folder with --allowed-root if it is meant to be served"
+            )
+        return path
+
+
+def load_model_config(path: Path, model_name: str, policy: PathPolicy) -> ResolvedModel:
+    """Read ``path``, pick ``model_name``, validate it and resolve its paths."""
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read model config {path}: {exc.strerror}") from exc
+    if len(raw_bytes) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"model config {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        document = json.loads(raw_bytes)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"model config {path} is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ConfigError(f"model config {path} must be a JSON object keyed by model name")
+    if model_name not in document:
+        known = ", ".join(sorted(map(str, document))) or "none"
+        raise ConfigError(f"model '{model_name}' is not in {path}; models there: {known}")
+    try:
+        entry = ModelConfig.model_validate(document[model_name])
+    except ValidationError as exc:
+        raise ConfigError(_describe(model_name, exc)) from exc
+    return _resolve(model_name, entry, policy)
+
+
+def _describe(model_name: str, exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in err["loc"]) or "(entry)"
+        problems.append(f"field '{field}': {err['msg']}")
+    return f"model '{model_name}': " + "; ".join(problems)
+
+
+def _resolve(name: str, entry: ModelConfig, policy: PathPolicy) -> ResolvedModel:
+    model_path = policy.resolve(entry.model_path, base=policy.model_root, where=f"model '{name}': model_path")
+    if not model_path.is_dir():
+        raise ConfigError(f"model '{name}': model_path '{entry.model_path}' is not a folder")
+    template = None
+    if entry.chat_template is not None:
+        template = _template_text(name, entry.chat_template, policy)
+    return ResolvedModel(name=name, config=entry, model_path=model_path, chat_template=template)
+
+
+def _template_text(name: str, value: str, policy: PathPolicy) -> str:
+    """A value with Jinja markup is the template itself; anything else is a file path."""
+    if "{{" in value or "{%" in value:
+        return value
+    where = f"model '{name}': chat_template"
+    path = policy.resolve(value, base=policy.config_dir, where=where)
+    if not path.is_file():
+        raise ConfigError(f"{where}: '{value}' is not a file")
+    if path.stat().st_size > MAX_TEMPLATE_BYTES:
+        raise ConfigError(f"{where}: '{value}' is larger than {MAX_TEMPLATE_BYTES} bytes")
+    return path.read_text(encoding="utf-8")

@@ -1,0 +1,198 @@
+"""The vLLM adapter: the only module in the project that imports vLLM.
+
+Everything version-specific about vLLM (engine construction, SamplingParams, structured output,
+output objects, metrics loggers, exceptions) is translated here into the engine-neutral types of
+:mod:`inference_runtime.generation`, so upgrading vLLM touches this one file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference_runtime.generation import ChoiceOutput, GenerationChunk, SamplingSpec, TokenLogprob
+
+# vLLM reads these at import time. A KV cache size must be given on CPU (else start-up fails the
+# memory check); 1 GiB suits small models and can be raised by the environment.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
+
+import vllm
+from vllm import AsyncEngineArgs, SamplingParams
+from vllm.exceptions import VLLMClientError
+from vllm.inputs import TokensPrompt
+from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+from vllm.v1.engine.async_llm import AsyncLLM
+from vllm.v1.engine.exceptions import EngineDeadError
+from vllm.v1.metrics.loggers import PrometheusStatLogger
+
+logger = logging.getLogger(__name__)
+
+VLLM_VERSION: str = vllm.__version__
+
+
+class EngineRequestError(ValueError):
+    """The engine refused a request as invalid (a client error, answered with 400)."""
+
+
+class EngineDead(RuntimeError):
+    """The engine process died; the server can no longer generate (answered with 503)."""
+
+
+@dataclass(slots=True)
+class EngineOptions:
+    """Engine settings taken from the model config and the command line."""
+
+    model_path: str
+    served_model_name: str
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine:
+    """One vLLM AsyncLLM, shared by every protocol the server speaks."""
+
+    def __init__(self, llm: AsyncLLM, rpc_dir: str) -> None:
+        self._llm = llm
+        self._rpc_dir = rpc_dir
+        self.tokenizer = llm.get_tokenizer()
+        self.max_model_len: int = llm.model_config.max_model_len
+
+    @classmethod
+    async def start(cls, options: EngineOptions) -> Engine:
+        """Build the engine without blocking the event loop (loading takes seconds to minutes)."""
+        # Each engine leaves ZMQ socket files behind; keep them in a folder we remove on shutdown.
+        rpc_dir = tempfile.mkdtemp(prefix="vif-rpc-")
+        os.environ["VLLM_RPC_BASE_PATH"] = rpc_dir
+        kwargs: dict[str, Any] = {
+            "model": options.model_path,
+            "served_model_name": options.served_model_name,
+            "dtype": options.dtype,
+            "tensor_parallel_size": options.tensor_parallel_size,
+            "gpu_memory_utilization": options.gpu_memory_utilization,
+            # Stats feed our /metrics through the Prometheus logger below; the periodic stats log
+            # line is left off (it would be noise in the access log).
+            "disable_log_stats": True,
+            **options.extra,
+        }
+        if options.max_model_len is not None:
+            kwargs["max_model_len"] = options.max_model_len
+        args = AsyncEngineArgs(**kwargs)
+        try:
+            llm = await asyncio.to_thread(
+                AsyncLLM.from_engine_args, args, stat_loggers=[PrometheusStatLogger]
+            )
+        except BaseException:
+            shutil.rmtree(rpc_dir, ignore_errors=True)
+            raise
+        return cls(llm, rpc_dir)
+
+    def shutdown(self) -> None:
+        self._llm.shutdown()
+        shutil.rmtree(self._rpc_dir, ignore_errors=True)
+
+    @property
+    def dead(self) -> bool:
+        return self._llm.errored
+
+    async def check_health(self) -> None:
+        try:
+            await self._llm.check_health()
+        except EngineDeadError as exc:
+            raise EngineDead("engine is dead") from exc
+
+    def num_unfinished_requests(self) -> int:
+        return self._llm.get_num_unfinished_requests()
+
+    async def abort(self, request_id: str) -> None:
+        await self._llm.abort(request_id)
+
+    async def generate(
+        self, prompt_token_ids: list[int], spec: SamplingSpec, request_id: str, *, stream: bool
+    ) -> AsyncIterator[GenerationChunk]:
+        """Run one request. Streaming yields deltas; otherwise one final chunk.
+
+        Closing the iterator early (client gone, timeout) aborts the request in the engine.
+        """
+        params = _sampling_params(spec, stream)
+        prompt = TokensPrompt(prompt_token_ids=prompt_token_ids)
+        want_logprobs = spec.logprobs is not None
+        try:
+            async for out in self._llm.generate(prompt, params, request_id):
+                yield GenerationChunk(
+                    choices=[_choice(o, want_logprobs) for o in out.outputs],
+                    prompt_tokens=len(out.prompt_token_ids or prompt_token_ids),
+                    finished=out.finished,
+                )
+        except EngineDeadError as exc:
+            raise EngineDead("engine is dead") from exc
+        except VLLMClientError as exc:
+            raise EngineRequestError(str(exc)) from exc
+
+
+def _sampling_params(spec: SamplingSpec, stream: bool) -> SamplingParams:
+    structured = None
+    if spec.json_schema is not None:
+        structured = StructuredOutputsParams(json=spec.json_schema)
+    elif spec.json_object:
+        structured = StructuredOutputsParams(json_object=True)
+    elif spec.regex is not None:
+        structured = StructuredOutputsParams(regex=spec.regex)
+    elif spec.choice is not None:
+        structured = StructuredOutputsParams(choice=spec.choice)
+    try:
+        return SamplingParams(
+            n=spec.n,
+            max_tokens=spec.max_tokens,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            top_k=spec.top_k,
+            min_p=spec.min_p,
+            presence_penalty=spec.presence_penalty,
+            frequency_penalty=spec.frequency_penalty,
+            repetition_penalty=spec.repetition_penalty,
+            seed=spec.seed,
+            stop=spec.stop or None,
+            stop_token_ids=spec.stop_token_ids or None,
+            ignore_eos=spec.ignore_eos,
+            min_tokens=spec.min_tokens,
+            logprobs=spec.logprobs,
+            include_stop_str_in_output=spec.include_stop_str_in_output,
+            skip_special_tokens=spec.skip_special_tokens,
+            structured_outputs=structured,
+            output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
+        )
+    except (ValueError, TypeError) as exc:
+        raise EngineRequestError(str(exc)) from exc
+
+
+def _choice(out: Any, want_logprobs: bool) -> ChoiceOutput:
+    logprobs = None
+    if want_logprobs and out.logprobs is not None:
+        logprobs = [_token_logprob(tok, pos) for tok, pos in zip(out.token_ids, out.logprobs, strict=False)]
+    return ChoiceOutput(
+        index=out.index,
+        text=out.text,
+        num_tokens=len(out.token_ids),
+        logprobs=logprobs,
+        finish_reason=out.finish_reason,
+    )
+
+
+def _token_logprob(token_id: int, position: dict[int, Any]) -> TokenLogprob:
+    chosen = position[token_id]
+    ranked = sorted(position.values(), key=lambda lp: lp.rank if lp.rank is not None else 1 << 30)
+    return TokenLogprob(
+        token=chosen.decoded_token or "",
+        logprob=max(chosen.logprob, -9999.0),
+        top=[(lp.decoded_token or "", max(lp.logprob, -9999.0)) for lp in ranked],
+    )

@@ -1,0 +1,22 @@
+"""Wire models of OpenAI (legacy) Completions."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from inference_runtime.serving.fields import OpenAIBaseModel, SamplingFields
+
+MAX_PROMPTS = 64
+
+
+class CompletionRequest(OpenAIBaseModel, SamplingFields):
+    model: str
+    # A string, a list of strings, a list of token ids, or a list of token-id lists.
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(...)
+    n: int = Field(1, ge=1)
+    echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=5)
+    suffix: str | None = None
+    # vLLM extras
+    skip_special_tokens: bool = True
+    include_stop_str_in_output: bool = False

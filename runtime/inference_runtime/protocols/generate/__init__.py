@@ -1,0 +1,1 @@
+"""Our /generate protocol: prompt + system_info + parallel history lists."""

@@ -1,0 +1,461 @@
+"""BaseServingEngine: the one request path every protocol shares, with hooks for what differs.
+
+validate -> prompt -> sampling params -> engine -> response or stream -> errors. A protocol (built-in
+or plugin) subclasses this and overrides hooks; it never re-implements admission, limits, timeouts,
+disconnect handling, metrics or error rendering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
+
+from inference_runtime.config import ResolvedModel
+from inference_runtime.engine import Engine, EngineDead, EngineRequestError
+from inference_runtime.errors import (
+    APIError,
+    ClientDisconnected,
+    ContextLengthExceeded,
+    InternalError,
+    InvalidRequest,
+    ModelNotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unavailable,
+    openai_error_body,
+)
+from inference_runtime.generation import ChoiceOutput, GenerationChunk, SamplingSpec
+from inference_runtime.metrics import Metrics
+from inference_runtime.observe import RequestRecord
+from inference_runtime.serving.admission import Admission
+from inference_runtime.settings import Limits
+
+logger = logging.getLogger(__name__)
+JSON = "application/json"
+
+
+@dataclass(slots=True)
+class ServingContext:
+    """What a serving class needs, built once when the engine is up."""
+
+    engine: Engine
+    model: ResolvedModel
+    limits: Limits
+    admission: Admission
+    metrics: Metrics | None = None
+    log_content: bool = False
+
+
+@dataclass(slots=True)
+class PromptInput:
+    """One prompt as the engine sees it; ``text`` is kept for echo and (opt-in) content logs."""
+
+    token_ids: list[int]
+    text: str | None = None
+
+
+@dataclass(slots=True)
+class Completion:
+    """A finished non-streaming request, handed to ``create_response``."""
+
+    id: str
+    created: int
+    prompts: list[PromptInput]
+    choices: list[ChoiceOutput]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(slots=True)
+class StreamState:
+    """Per-stream state for ``stream_chunks``: ids, usage so far, which choices have begun."""
+
+    id: str
+    created: int
+    prompts: list[PromptInput]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    begun: set[int] = field(default_factory=set)
+
+
+class BaseServingEngine:
+    """Base class of every serving class (the seed's BaseServingEngine).
+
+    Subclasses set ``routes``, ``request_model``, ``protocol`` and ``id_prefix`` and override the
+    hooks below; see docs/plugins.md for a complete example.
+    """
+
+    routes: ClassVar[tuple[str, ...]] = ()
+    request_model: ClassVar[type[BaseModel]]
+    protocol: ClassVar[str] = "custom"  # metrics/log label
+    id_prefix: ClassVar[str] = "req"
+    # Chat templates add BOS themselves; raw-text protocols let the tokenizer add it.
+    add_special_tokens: ClassVar[bool] = True
+
+    def __init__(self, ctx: ServingContext) -> None:
+        self.ctx = ctx
+        self.engine = ctx.engine
+        self.model_name = ctx.model.name
+
+    # ------------------------------------------------------------------ hooks
+    def parse_request(self, body: bytes) -> BaseModel:
+        """Bytes -> request model. Validation problems become a 400 naming the field."""
+        try:
+            return self.request_model.model_validate_json(body)
+        except ValidationError as exc:
+            message, param = _validation_message(exc)
+            raise InvalidRequest(message, param=param) from None
+
+    def validate_request(self, request: Any) -> None:
+        """Protocol checks beyond the schema. The default checks the model name and common caps."""
+        model = getattr(request, "model", None)
+        if model is not None and model != self.model_name:
+            raise ModelNotFound(model)
+        limits = self.ctx.limits
+        n = getattr(request, "n", None) or 1
+        if n > limits.max_n:
+            raise InvalidRequest(f"n must be at most {limits.max_n}, got {n}.", param="n")
+        stop = request.stop_list() if hasattr(request, "stop_list") else []
+        if len(stop) > limits.max_stop:
+            raise InvalidRequest(f"At most {limits.max_stop} stop sequences are allowed.", param="stop")
+
+    async def create_prompt(self, request: Any, raw_request: Request) -> str | list[int]:
+        """The prompt text (or token ids) for one request. Protocols must override this."""
+        raise NotImplementedError
+
+    async def create_prompts(self, request: Any, raw_request: Request) -> list[PromptInput]:
+        """All prompts of a request (batching protocols override); each runs as one engine request."""
+        return [self.tokenize(await self.create_prompt(request, raw_request))]
+
+    def sampling_params(self, request: Any, prompt_tokens: int) -> SamplingSpec:
+        """Sampling parameters from the request; ``max_tokens`` defaults to the remaining context."""
+        remaining = self.engine.max_model_len - prompt_tokens
+        max_tokens = self.requested_max_tokens(request)
+        if max_tokens is None:
+            max_tokens = remaining
+        elif max_tokens > remaining:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self.engine.max_model_len} tokens; the prompt has "
+                f"{prompt_tokens} tokens and max_tokens is {max_tokens}. Lower max_tokens or shorten the prompt.",
+                param="max_tokens",
+            )
+        spec = SamplingSpec(max_tokens=max_tokens, n=getattr(request, "n", None) or 1)
+        for name in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
+                     "repetition_penalty", "seed"):
+            value = getattr(request, name, None)
+            if value is not None:
+                setattr(spec, name, value)
+        spec.stop = request.stop_list()
+        spec.ignore_eos = request.ignore_eos
+        spec.min_tokens = request.min_tokens
+        return spec
+
+    def requested_max_tokens(self, request: Any) -> int | None:
+        return getattr(request, "max_tokens", None)
+
+    def is_stream(self, request: Any) -> bool:
+        return bool(getattr(request, "stream", False))
+
+    def include_usage(self, request: Any) -> bool:
+        options = getattr(request, "stream_options", None)
+        return bool(options and options.include_usage)
+
+    def create_response(self, request: Any, result: Completion) -> dict[str, Any]:
+        """The non-streaming response body."""
+        raise NotImplementedError
+
+    def stream_chunks(self, request: Any, chunk: GenerationChunk, state: StreamState) -> list[dict[str, Any]]:
+        """SSE events (as dicts) for one engine chunk."""
+        raise NotImplementedError
+
+    def stream_usage(self, request: Any, state: StreamState) -> dict[str, Any] | None:
+        """The last event before ``[DONE]`` when the client asked for usage; None for none."""
+        return None
+
+    def create_error_response(self, error: APIError) -> Response:
+        """Render an error in this protocol's format (the OpenAI envelope by default)."""
+        return Response(orjson.dumps(openai_error_body(error)), status_code=error.status, media_type=JSON,
+                        headers=error.headers)
+
+    # --------------------------------------------------------- shared helpers
+    def tokenize(self, prompt: str | list[int]) -> PromptInput:
+        if isinstance(prompt, str):
+            ids = self.engine.tokenizer.encode(prompt, add_special_tokens=self.add_special_tokens)
+            return PromptInput(token_ids=list(ids), text=prompt)
+        return PromptInput(token_ids=list(prompt))
+
+    def render_messages(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """Apply the configured chat template (or the model's own) to role/content messages."""
+        try:
+            return self.engine.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                chat_template=self.ctx.model.chat_template,
+            )
+        except Exception as exc:
+            raise InvalidRequest(f"The messages cannot be rendered with the chat template: {exc}"[:500],
+                                 param="messages") from None
+
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens}
+
+    def check_length(self, prompt: PromptInput) -> None:
+        limit = self.engine.max_model_len
+        if len(prompt.token_ids) >= limit:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {limit} tokens; the prompt has "
+                f"{len(prompt.token_ids)} tokens, which leaves no room to generate."
+            )
+        if not prompt.token_ids:
+            raise InvalidRequest("The prompt is empty.", param="prompt")
+
+    # ------------------------------------------------------ the request path
+    async def handle(self, raw_request: Request) -> Response:
+        """Serve one HTTP request end to end. Never raises: every failure becomes an error response."""
+        request_id: str = raw_request.state.request_id
+        record = RequestRecord(request_id=request_id, model=self.model_name, protocol=self.protocol,
+                               key_id=getattr(raw_request.state, "key_id", "-"))
+        admitted = streaming = False
+        try:
+            if not self.ctx.admission.try_acquire():
+                if self.ctx.metrics is not None:
+                    self.ctx.metrics.rejected.labels(self.model_name, self.protocol).inc()
+                raise self.ctx.admission.refusal()
+            admitted = True
+            if self.ctx.metrics is not None:
+                self.ctx.metrics.in_flight.labels(self.model_name, self.protocol).inc()
+            body = await _read_body(raw_request, self.ctx.limits.max_body_bytes)
+            request = self.parse_request(body)
+            self.validate_request(request)
+            prompts = await self.create_prompts(request, raw_request)
+            for prompt in prompts:
+                self.check_length(prompt)
+            specs = [self.sampling_params(request, len(p.token_ids)) for p in prompts]
+            record.prompt_tokens = sum(len(p.token_ids) for p in prompts)
+            if self.ctx.log_content:
+                logger.info("request_id=%s prompt=%r", request_id, [p.text for p in prompts])
+            response_id = f"{self.id_prefix}-{uuid.uuid4().hex}"
+            if self.is_stream(request):
+                record.stream = streaming = True
+                state = StreamState(id=response_id, created=int(time.time()), prompts=prompts)
+                events = self._stream(request, prompts, specs, state, record)
+                return _GuardedStream(events, on_close=lambda: self._finish(record, admitted=True),
+                                      headers={"X-Request-Id": request_id})
+            result = await self._complete(request, prompts, specs, response_id, record, raw_request)
+            if self.ctx.log_content:
+                logger.info("request_id=%s completion=%r", request_id, [c.text for c in result.choices])
+            return Response(orjson.dumps(self.create_response(request, result)), media_type=JSON,
+                            headers={"X-Request-Id": request_id})
+        except Exception as exc:
+            streaming = False
+            error = self._to_api_error(exc, request_id)
+            record.fail(error.status, error.type)
+            response = self.create_error_response(error)
+            response.headers["X-Request-Id"] = request_id
+            return response
+        finally:
+            if not streaming:
+                self._finish(record, admitted=admitted)
+
+    def _finish(self, record: RequestRecord, *, admitted: bool) -> None:
+        if record.closed:
+            return
+        if admitted:
+            self.ctx.admission.release()
+            if self.ctx.metrics is not None:
+                self.ctx.metrics.in_flight.labels(self.model_name, self.protocol).dec()
+        record.close(self.ctx.metrics)
+
+    def _to_api_error(self, exc: BaseException, request_id: str) -> APIError:
+        if isinstance(exc, APIError):
+            return exc
+        if isinstance(exc, EngineRequestError):
+            return InvalidRequest(_first_line(str(exc)))
+        if isinstance(exc, EngineDead):
+            return Unavailable("The inference engine is not available.")
+        if isinstance(exc, TimeoutError):
+            return RequestTimeout(f"The request took longer than {self.ctx.limits.request_timeout:g} s.")
+        logger.error("request_id=%s failed", request_id, exc_info=exc)
+        return InternalError(request_id)
+
+    def _engine_id(self, response_id: str, index: int) -> str:
+        return f"{response_id}-{index}"
+
+    async def _complete(
+        self, request: Any, prompts: list[PromptInput], specs: list[SamplingSpec], response_id: str,
+        record: RequestRecord, raw_request: Request,
+    ) -> Completion:
+        async def run(i: int) -> list[ChoiceOutput]:
+            final: GenerationChunk | None = None
+            async for chunk in self.engine.generate(prompts[i].token_ids, specs[i],
+                                                    self._engine_id(response_id, i), stream=False):
+                final = chunk
+            assert final is not None
+            record.tokens_arrived(sum(c.num_tokens for c in final.choices))
+            for c in final.choices:
+                c.index += i * specs[i].n
+            return final.choices
+
+        work = asyncio.ensure_future(asyncio.gather(*(run(i) for i in range(len(prompts)))))
+        gone = asyncio.ensure_future(_wait_disconnect(raw_request))
+        try:
+            done, _ = await asyncio.wait({work, gone}, timeout=self.ctx.limits.request_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if work not in done:
+                work.cancel()  # closes the engine generators, which aborts the engine requests
+                await asyncio.gather(work, return_exceptions=True)
+                if gone in done:
+                    raise ClientDisconnected("The client closed the connection.")
+                raise TimeoutError
+            per_prompt = work.result()
+        finally:
+            gone.cancel()
+        choices = [c for group in per_prompt for c in group]
+        record.finish_reasons = [c.finish_reason or "abort" for c in choices]
+        return Completion(id=response_id, created=int(time.time()), prompts=prompts, choices=choices,
+                          prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens)
+
+    async def _stream(
+        self, request: Any, prompts: list[PromptInput], specs: list[SamplingSpec], state: StreamState,
+        record: RequestRecord,
+    ) -> AsyncIterator[bytes]:
+        state.prompt_tokens = record.prompt_tokens
+        deadline = asyncio.get_running_loop().time() + self.ctx.limits.request_timeout
+        try:
+            async for i, chunk in _merge([
+                self.engine.generate(p.token_ids, s, self._engine_id(state.id, i), stream=True)
+                for i, (p, s) in enumerate(zip(prompts, specs, strict=True))
+            ], deadline):
+                new = sum(c.num_tokens for c in chunk.choices)
+                record.tokens_arrived(new)
+                state.completion_tokens += new
+                for c in chunk.choices:
+                    c.index += i * specs[i].n
+                    if c.finish_reason is not None:
+                        record.finish_reasons.append(c.finish_reason)
+                for event in self.stream_chunks(request, chunk, state):
+                    yield b"data: " + orjson.dumps(event) + b"\n\n"
+            if self.include_usage(request):
+                usage = self.stream_usage(request, state)
+                if usage is not None:
+                    yield b"data: " + orjson.dumps(usage) + b"\n\n"
+        except Exception as exc:
+            error = self._to_api_error(exc, record.request_id)
+            record.fail(error.status, error.type)
+            yield b"data: " + orjson.dumps(openai_error_body(error)) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+
+class _GuardedStream(StreamingResponse):
+    """A streaming response that always closes its body iterator and runs ``on_close`` when done,
+    also when the client disconnects before or during the stream (which aborts the engine work)."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, on_close: Any, headers: dict[str, str]) -> None:
+        super().__init__(content, media_type="text/event-stream",
+                         headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[union-attr]
+            self._on_close()
+
+
+async def _merge(
+    gens: list[AsyncIterator[GenerationChunk]], deadline: float
+) -> AsyncIterator[tuple[int, GenerationChunk]]:
+    """Interleave several engine streams, tagging chunks with their prompt index, under a deadline."""
+    loop = asyncio.get_running_loop()
+    if len(gens) == 1:  # the common case: no tasks, no queue
+        gen = gens[0]
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(remaining):
+                    chunk = await anext(gen, None)
+                if chunk is None:
+                    return
+                yield 0, chunk
+        finally:
+            await gen.aclose()
+    queue: asyncio.Queue[tuple[int, GenerationChunk | BaseException | None]] = asyncio.Queue()
+
+    async def pump(i: int, gen: AsyncIterator[GenerationChunk]) -> None:
+        try:
+            async for chunk in gen:
+                await queue.put((i, chunk))
+            await queue.put((i, None))
+        except Exception as exc:
+            await queue.put((i, exc))
+
+    tasks = [asyncio.ensure_future(pump(i, g)) for i, g in enumerate(gens)]
+    try:
+        running = len(tasks)
+        while running:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(remaining):
+                i, item = await queue.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield i, item
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _read_body(raw_request: Request, limit: int) -> bytes:
+    declared = raw_request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for part in raw_request.stream():
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+        chunks.append(part)
+    return b"".join(chunks)
+
+
+async def _wait_disconnect(raw_request: Request) -> None:
+    """Returns when the client goes away (the body has been read, so only disconnects arrive)."""
+    while True:
+        message = await raw_request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
+    err = exc.errors(include_url=False, include_input=False)[0]
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+    param = ".".join(loc) or None
+    if err["type"] == "json_invalid":
+        return "The request body is not valid JSON.", None
+    message = err["msg"]
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return (f"Invalid value for '{param}': {message}{suffix}." if param else f"{message}{suffix}."), param
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:500] if text.strip() else "The request was rejected by the engine."
