@@ -1,0 +1,1 @@
+"""Versioned schemas of the operator's custom resources."""

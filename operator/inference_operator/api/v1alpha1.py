@@ -1,0 +1,324 @@
+"""``InferenceModel`` v1alpha1: the pydantic model here is the single source of the CRD's schema.
+
+``python -m inference_operator.crdgen`` renders it into ``crds/``; the operator parses every resource
+with the same model, so the rules the API server cannot check (Kubernetes 1.20 has no CEL, and cross-field
+rules need it) are still enforced, as a ``Degraded`` condition instead of a rejected write.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "inference.vif.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "InferenceModel"
+PLURAL = "inferencemodels"
+SINGULAR = "inferencemodel"
+SHORT_NAMES = ["im"]
+
+# Engine arguments the config file has first-class fields for (kept equal to the runtime's own list by a
+# test): setting them through engineArgs would silently disagree with the rest of the spec.
+RESERVED_ENGINE_ARGS = frozenset(
+    {"model", "served_model_name", "max_model_len", "dtype", "tensor_parallel_size", "gpu_memory_utilization"}
+)
+# Environment variables the operator sets in the runtime container; a spec may not override them.
+RESERVED_ENV = frozenset(
+    {"MODEL_ROOT", "API_KEYS_FILE", "API_KEYS", "MODEL_CONFIG", "MODEL_NAME", "SERVICE_PORT"}
+)
+
+# A Kubernetes quantity ("500m", "16Gi", 2): integer or string, as the API server stores it.
+Quantity = Annotated[
+    int | str,
+    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True}),
+]
+# A free-form Kubernetes object (tolerations, affinity, valueFrom): validated by the API server when the
+# operator applies the Deployment, so its schema here only keeps the fields from being pruned.
+FreeForm = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "A Kubernetes object of the named kind, passed through as written.",
+            "x-kubernetes-preserve-unknown-fields": True,
+        }
+    ),
+]
+
+# RE2 (the API server) and Rust (pydantic) have no look-ahead: ".." segments are refused by a validator.
+_RELATIVE_PATH = r"^[^/]"
+_DURATION = r"^[0-9]+(ms|s|m|h)$"
+_SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+
+
+class _Schema(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class PersistentVolumeClaimSource(_Schema):
+    """Models live on an existing PersistentVolumeClaim, mounted read-only at /models."""
+
+    claim_name: str = Field(
+        min_length=1, description="Name of the PersistentVolumeClaim in the same namespace."
+    )
+    sub_path: str | None = Field(
+        None,
+        pattern=_RELATIVE_PATH,
+        description="Folder inside the volume to mount at /models (default: its root).",
+    )
+
+    @field_validator("sub_path")
+    @classmethod
+    def _inside_volume(cls, value: str | None) -> str | None:
+        return (
+            value
+            if value is None
+            else _no_parent_segments(value, "model.source.persistentVolumeClaim.subPath")
+        )
+
+
+def _no_parent_segments(value: str, field: str) -> str:
+    if ".." in value.split("/"):
+        raise ValueError(f"{field} must stay inside /models: '..' is not allowed")
+    return value
+
+
+class HostPathSource(_Schema):
+    """Models live in a folder on every node that may run the model, mounted read-only at /models."""
+
+    path: str = Field(pattern=r"^/", description="Absolute folder on the node.")
+
+
+class ModelSource(_Schema):
+    """Where /models comes from. Leave both fields out when the runtime image carries the model."""
+
+    persistent_volume_claim: PersistentVolumeClaimSource | None = Field(
+        None, description="Mount an existing PersistentVolumeClaim at /models."
+    )
+    host_path: HostPathSource | None = Field(None, description="Mount a node folder at /models.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSource:
+        if self.persistent_volume_claim is not None and self.host_path is not None:
+            raise ValueError(
+                "set either model.source.persistentVolumeClaim or model.source.hostPath, not both"
+            )
+        return self
+
+
+class ModelSpec(_Schema):
+    """The weights to serve."""
+
+    path: str = Field(
+        min_length=1,
+        pattern=_RELATIVE_PATH,
+        description="Hugging Face model folder, relative to /models (the runtime's MODEL_ROOT).",
+    )
+    source: ModelSource | None = Field(
+        None,
+        description="How /models is provided: a PersistentVolumeClaim, a host path, or (omitted) the image.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _inside_models(cls, value: str) -> str:
+        return _no_parent_segments(value, "model.path")
+
+
+class ResourceRequirements(_Schema):
+    """CPU/memory (and other) requests and limits of the runtime container."""
+
+    requests: dict[str, Quantity] | None = Field(
+        None, description="Minimum resources, e.g. {cpu: 2, memory: 8Gi}."
+    )
+    limits: dict[str, Quantity] | None = Field(
+        None, description="Maximum resources. nvidia.com/gpu is set from spec.gpus; do not set it here."
+    )
+
+
+class EnvVar(_Schema):
+    """An extra environment variable of the runtime container."""
+
+    name: str = Field(min_length=1, description="Variable name.")
+    value: str | None = Field(None, description="Literal value.")
+    value_from: FreeForm | None = Field(
+        None, description="A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef, ...)."
+    )
+
+
+class SecretKeyRef(_Schema):
+    """A key of a Secret in the same namespace."""
+
+    name: str = Field(min_length=1, description="Secret name.")
+    key: str = Field(
+        "keys", min_length=1, description="Key whose value is the API-keys file (one key a line)."
+    )
+
+
+class ServiceSpec(_Schema):
+    """The Service in front of the model's pods."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP", description="Service type.")
+    port: int = Field(
+        8000, ge=1, le=65535, description="Service port (named http); pods always listen on 8000."
+    )
+
+
+class MonitoringSpec(_Schema):
+    """Prometheus scraping through a ServiceMonitor (needs the monitoring.coreos.com CRDs)."""
+
+    enabled: bool = Field(True, description="Create a ServiceMonitor when its CRD is installed.")
+    interval: str = Field("30s", pattern=_DURATION, description="Scrape interval, e.g. 30s or 1m.")
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra labels on the ServiceMonitor, e.g. to match a Prometheus selector.",
+    )
+
+
+_OBJECT_DEFAULT = {"default": {}}
+
+
+class InferenceModelSpec(_Schema):
+    """The desired state of one served model."""
+
+    model: ModelSpec = Field(description="The weights to serve and where they come from.")
+    served_model_name: str | None = Field(
+        None,
+        max_length=128,
+        pattern=_SERVED_NAME,
+        description="Name clients use in requests (the `model` field); default: the resource's name.",
+    )
+    protocol: str = Field(
+        "OpenAIServingChat",
+        min_length=1,
+        description="Serving class of the primary protocol, e.g. OpenAIServingChat, OpenAIServingCompletion, "
+        "ServingGenerate, or a plugin's class name.",
+    )
+    tensor_parallel_size: int = Field(
+        1, ge=1, le=64, description="GPUs (or CPU workers) one replica shards over."
+    )
+    gpus: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="nvidia.com/gpu per replica; 0 runs on CPU. Must be >= tensorParallelSize if set.",
+    )
+    replicas: int = Field(1, ge=0, description="Number of runtime pods.")
+    image: str | None = Field(
+        None, min_length=1, description="Runtime image; default: the operator's setting."
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        None, description="Pull policy of the runtime image; default: Kubernetes' default for the tag."
+    )
+    resources: ResourceRequirements | None = Field(None, description="Container resources besides GPUs.")
+    max_model_len: int | None = Field(None, gt=0, description="Context length; default: the model's own.")
+    chat_template: str | None = Field(None, description="Jinja chat template text; default: the model's own.")
+    dtype: Literal["auto", "bfloat16", "float16", "half", "float32", "float"] = Field(
+        "auto", description="Weight and activation dtype."
+    )
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Share of GPU memory vLLM may use.")
+    engine_args: FreeForm = Field(
+        default_factory=dict, description="Further vLLM engine arguments (snake_case)."
+    )
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables of the runtime.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the pods must match."
+    )
+    tolerations: list[FreeForm] = Field(
+        default_factory=list, description="Kubernetes tolerations of the pods."
+    )
+    affinity: FreeForm | None = Field(None, description="Kubernetes affinity of the pods.")
+    api_key_secret: SecretKeyRef | None = Field(
+        None, description="Secret with the API keys clients must send; without it the API is open."
+    )
+    service: ServiceSpec = Field(
+        default_factory=ServiceSpec, description="Service settings.", json_schema_extra=_OBJECT_DEFAULT
+    )
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec,
+        description="Metrics scraping settings.",
+        json_schema_extra=_OBJECT_DEFAULT,
+    )
+    startup_timeout_seconds: int = Field(
+        1800, ge=30, description="How long a pod may take to load the model before it is restarted."
+    )
+
+    @field_validator("engine_args")
+    @classmethod
+    def _no_reserved_engine_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(RESERVED_ENGINE_ARGS & value.keys())
+        if clash:
+            raise ValueError(f"set {', '.join(clash)} through the spec's own fields, not engineArgs")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _no_reserved_env(cls, value: list[EnvVar]) -> list[EnvVar]:
+        clash = sorted(RESERVED_ENV & {var.name for var in value})
+        if clash:
+            raise ValueError(f"{', '.join(clash)} are set by the operator and cannot be overridden")
+        return value
+
+    @field_validator("resources")
+    @classmethod
+    def _no_gpu_in_resources(cls, value: ResourceRequirements | None) -> ResourceRequirements | None:
+        for part in (value.requests, value.limits) if value else ():
+            if part and "nvidia.com/gpu" in part:
+                raise ValueError("set GPUs with spec.gpus, not in resources")
+        return value
+
+    @model_validator(mode="after")
+    def _gpus_cover_tp(self) -> InferenceModelSpec:
+        if self.gpus and self.gpus < self.tensor_parallel_size:
+            raise ValueError(
+                f"gpus ({self.gpus}) must be at least tensorParallelSize ({self.tensor_parallel_size})"
+            )
+        return self
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(_Schema):
+    """One aspect of the resource's state, in the usual Kubernetes shape."""
+
+    type: str = Field(description="Ready, Progressing, Degraded or MonitoringAvailable.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason, stable for automation.")
+    message: str = Field("", description="Human-readable explanation.")
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(None, description="metadata.generation the condition is about.")
+
+
+class InferenceModelStatus(_Schema):
+    """What the operator observed; written once per reconcile pass, only when it changed."""
+
+    observed_generation: int | None = Field(None, description="metadata.generation last reconciled.")
+    served_model_name: str | None = Field(None, description="Effective served model name.")
+    replicas: int | None = Field(None, description="Runtime pods that exist (not terminating).")
+    ready_replicas: int | None = Field(None, description="Runtime pods that pass the readiness probe.")
+    selector: str | None = Field(None, description="Label selector of the pods (for the scale subresource).")
+    endpoint: str | None = Field(None, description="In-cluster URL of the model's Service.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Progressing, Degraded and MonitoringAvailable.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def check_name(name: str) -> None:
+    """Child objects share the resource's name; a Service name must be a DNS-1035 label (<= 63 chars)."""
+    if not DNS_LABEL.match(name):
+        raise ValueError(
+            f"name '{name}' must be a DNS-1035 label (lowercase letters, digits and '-', starting with a "
+            "letter, at most 63 characters) because the model's Service takes the same name"
+        )

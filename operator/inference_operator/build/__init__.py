@@ -1,0 +1,26 @@
+"""Pure builders: each turns (model, settings) into one manifest, with no I/O.
+
+``desired`` is the whole plan of one pass; the reconciler diffs it against the cluster and applies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inference_operator.build.common import Model
+from inference_operator.build.configmap import configmap
+from inference_operator.build.deployment import deployment
+from inference_operator.build.service import service
+from inference_operator.build.servicemonitor import servicemonitor
+from inference_operator.settings import OperatorSettings
+
+__all__ = ["Model", "configmap", "deployment", "desired", "service", "servicemonitor"]
+
+
+def desired(model: Model, settings: OperatorSettings, *, monitoring_available: bool) -> list[dict[str, Any]]:
+    """Every object the model needs, in apply order (config before the pods that read it)."""
+    config = configmap(model)
+    objects = [config, deployment(model, settings, config), service(model)]
+    if model.spec.monitoring.enabled and monitoring_available:
+        objects.append(servicemonitor(model))
+    return objects

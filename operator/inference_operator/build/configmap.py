@@ -1,0 +1,35 @@
+"""The ConfigMap carrying the runtime's model_config.json entry (format: docs/architecture.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from inference_operator.build.common import Model, metadata
+
+CONFIG_KEY = "model_config.json"
+
+
+def model_config(model: Model) -> dict[str, Any]:
+    """The model_config.json document: one entry, keyed by the served model name."""
+    spec = model.spec
+    entry = {
+        "class_name": spec.protocol,
+        "model_path": spec.model.path,
+        "max_model_len": spec.max_model_len,
+        "chat_template": spec.chat_template,
+        "dtype": spec.dtype,
+        "tensor_parallel_size": spec.tensor_parallel_size,
+        "gpu_memory_utilization": spec.gpu_memory_utilization,
+        "engine_args": dict(spec.engine_args),
+    }
+    return {model.served_name: entry}
+
+
+def configmap(model: Model) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(model, model.config_name),
+        "data": {CONFIG_KEY: json.dumps(model_config(model), indent=2, sort_keys=True) + "\n"},
+    }

@@ -1,0 +1,215 @@
+"""The Deployment running the runtime: args per the process contract, GPUs, probes, a locked-down pod.
+
+See docs/architecture.md ("Runtime process contract") for the command line, paths and probe endpoints
+this builder must match; tests/operator/test_pod_starts_runtime.py runs the built container command for real.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from inference_operator.build.common import (
+    CONFIG_HASH_ANNOTATION,
+    HTTP_PORT,
+    PORT_NAME,
+    Model,
+    content_hash,
+    labels,
+    metadata,
+    selector_labels,
+)
+from inference_operator.build.configmap import CONFIG_KEY
+from inference_operator.settings import OperatorSettings
+
+CONTAINER = "runtime"
+CONFIG_PATH = "/etc/inference/model_config.json"
+MODELS_DIR = "/models"
+API_KEYS_DIR = "/etc/inference/api-keys"
+API_KEYS_FILE = f"{API_KEYS_DIR}/keys"
+RUNTIME_UID = 10001  # the user Dockerfile.runtime creates (owns /models and its home)
+STARTUP_PERIOD_SECONDS = 10
+
+
+def deployment(model: Model, settings: OperatorSettings, config: dict[str, Any]) -> dict[str, Any]:
+    """The Deployment; ``config`` is the built ConfigMap, whose hash in the pod template rolls pods."""
+    spec = model.spec
+    pod_labels = labels(model)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(model),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector_labels(model)},
+            "strategy": _strategy(model),
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {
+                        CONFIG_HASH_ANNOTATION: content_hash(config["data"]),
+                        "kubectl.kubernetes.io/default-container": CONTAINER,
+                    },
+                },
+                "spec": _pod_spec(model, settings),
+            },
+        },
+    }
+
+
+def _strategy(model: Model) -> dict[str, Any]:
+    """Without GPUs, surge a new pod before stopping an old one (no downtime). GPU nodes rarely have a
+    spare GPU set for a surge pod, which would then stay Pending forever: replace in place instead."""
+    if model.spec.gpus:
+        rolling = {"maxSurge": 0, "maxUnavailable": 1}
+    else:
+        rolling = {"maxSurge": 1, "maxUnavailable": 0}
+    return {"type": "RollingUpdate", "rollingUpdate": rolling}
+
+
+def runtime_args(model: Model) -> list[str]:
+    """The runtime's command-line arguments (the process contract)."""
+    return [
+        "--model-name",
+        model.served_name,
+        "--config",
+        CONFIG_PATH,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(HTTP_PORT),
+        "--tensor-parallel-size",
+        str(model.spec.tensor_parallel_size),
+    ]
+
+
+def _env(model: Model) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": "MODEL_ROOT", "value": MODELS_DIR}]
+    if model.spec.api_key_secret:
+        env.append({"name": "API_KEYS_FILE", "value": API_KEYS_FILE})
+    env += [var.model_dump(by_alias=True, exclude_none=True) for var in model.spec.env]
+    return env
+
+
+def _resources(model: Model) -> dict[str, Any]:
+    own = model.spec.resources
+    requests = dict(own.requests or {}) if own else {}
+    limits = dict(own.limits or {}) if own else {}
+    if model.spec.gpus:
+        limits["nvidia.com/gpu"] = model.spec.gpus
+    return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
+
+
+def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": PORT_NAME, "scheme": "HTTP"},
+        "periodSeconds": period,
+        "timeoutSeconds": 5,
+        "failureThreshold": failures,
+    }
+
+
+def _volumes_and_mounts(model: Model) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "config",
+            "configMap": {"name": model.config_name, "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]},
+        }
+    ]
+    # subPath: the Secret goes to a folder below /etc/inference, and a nested mount point cannot be
+    # created inside a read-only ConfigMap volume. Config edits still reach pods: the hash rolls them.
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_PATH, "subPath": CONFIG_KEY, "readOnly": True}
+    ]
+    source = model.spec.model.source
+    if source and source.persistent_volume_claim:
+        pvc = source.persistent_volume_claim
+        volumes.append(
+            {"name": "models", "persistentVolumeClaim": {"claimName": pvc.claim_name, "readOnly": True}}
+        )
+        mount = {"name": "models", "mountPath": MODELS_DIR, "readOnly": True}
+        if pvc.sub_path:
+            mount["subPath"] = pvc.sub_path
+        mounts.append(mount)
+    elif source and source.host_path:
+        volumes.append({"name": "models", "hostPath": {"path": source.host_path.path, "type": "Directory"}})
+        mounts.append({"name": "models", "mountPath": MODELS_DIR, "readOnly": True})
+    secret = model.spec.api_key_secret
+    if secret:
+        volumes.append(
+            {
+                "name": "api-keys",
+                "secret": {
+                    "secretName": secret.name,
+                    "items": [{"key": secret.key, "path": "keys"}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
+        mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
+    if model.spec.tensor_parallel_size > 1:
+        # Tensor-parallel workers exchange tensors through shared memory; the container default is 64 MiB.
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    return volumes, mounts
+
+
+def _container(model: Model, settings: OperatorSettings, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = model.spec
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.image or settings.runtime_image,
+        "command": ["inference-runtime"],
+        "args": runtime_args(model),
+        "ports": [{"name": PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "env": _env(model),
+        "volumeMounts": mounts,
+        # Loading weights can take many minutes: the startup probe holds the other probes off until
+        # /ready answers, for at most startupTimeoutSeconds.
+        "startupProbe": _probe(
+            "/ready",
+            period=STARTUP_PERIOD_SECONDS,
+            failures=math.ceil(spec.startup_timeout_seconds / STARTUP_PERIOD_SECONDS),
+        ),
+        "readinessProbe": _probe("/ready", period=5, failures=3),
+        "livenessProbe": _probe("/health", period=10, failures=3),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if spec.image_pull_policy:
+        container["imagePullPolicy"] = spec.image_pull_policy
+    resources = _resources(model)
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+def _pod_spec(model: Model, settings: OperatorSettings) -> dict[str, Any]:
+    spec = model.spec
+    volumes, mounts = _volumes_and_mounts(model)
+    pod: dict[str, Any] = {
+        "containers": [_container(model, settings, mounts)],
+        "volumes": volumes,
+        # The runtime never talks to the Kubernetes API, and service env vars only clutter its environment.
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 60,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "runAsGroup": RUNTIME_UID,
+            "fsGroup": RUNTIME_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod["tolerations"] = [dict(t) for t in spec.tolerations]
+    if spec.affinity:
+        pod["affinity"] = dict(spec.affinity)
+    return pod

@@ -1,0 +1,167 @@
+"""A thin, synchronous Kubernetes client for the few calls the operator makes.
+
+It speaks plain REST through the official client's connection handling (auth, TLS, kubeconfig or
+in-cluster config) so that server-side apply, status patches and discovery are explicit and the same
+for built-in and custom kinds. Errors surface as ``ApiError`` carrying the API server's own message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import kubernetes
+import urllib3
+
+from inference_operator.api import v1alpha1 as api
+
+# Plural resource names of every kind the operator touches: discovery for four fixed kinds is not worth
+# its latency and its caching problems.
+PLURALS: Mapping[tuple[str, str], str] = {
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Service"): "services",
+    ("v1", "Pod"): "pods",
+    ("apps/v1", "Deployment"): "deployments",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
+    (api.API_VERSION, api.KIND): api.PLURAL,
+}
+
+
+class ApiError(Exception):
+    """A failed API call: the HTTP status and the API server's message (safe to show to users)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying as-is: conflicts, throttling, server errors and connection failures (status 0)."""
+        return self.status in (0, 409, 429) or self.status >= 500
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Where an object lives in the API."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str | None = None
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> Ref:
+        meta = obj["metadata"]
+        return cls(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+
+    @property
+    def path(self) -> str:
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        path = f"{prefix}/namespaces/{quote(self.namespace)}/{PLURALS[(self.api_version, self.kind)]}"
+        return f"{path}/{quote(self.name)}" if self.name else path
+
+
+def load_client() -> kubernetes.client.ApiClient:
+    """An API client from the in-cluster service account, else from KUBECONFIG / ~/.kube/config."""
+    config = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=config)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=config)
+    return kubernetes.client.ApiClient(config)
+
+
+class Kube:
+    """The operator's API calls. Every method is one HTTP request."""
+
+    def __init__(self, client: kubernetes.client.ApiClient, field_manager: str) -> None:
+        self._client = client
+        self._field_manager = field_manager
+
+    def get(self, ref: Ref) -> dict[str, Any] | None:
+        """The object, or None if it does not exist."""
+        try:
+            return self._call("GET", ref.path)
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list(self, ref: Ref, label_selector: Mapping[str, str]) -> list[dict[str, Any]]:
+        selector = ",".join(f"{k}={v}" for k, v in sorted(label_selector.items()))
+        return self._call("GET", ref.path, query={"labelSelector": selector})["items"]
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply as the operator's field manager, taking over fields others changed (force)."""
+        return self._call(
+            "PATCH",
+            Ref.of(obj).path,
+            query={"fieldManager": self._field_manager, "force": "true"},
+            body=obj,
+            content_type="application/apply-patch+yaml",
+        )
+
+    def delete(self, ref: Ref) -> None:
+        try:
+            self._call("DELETE", ref.path)
+        except ApiError as err:
+            if err.status != 404:
+                raise
+
+    def patch_status(self, ref: Ref, status: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status subresource (a JSON merge patch replaces lists such as conditions whole)."""
+        return self._call(
+            "PATCH",
+            f"{ref.path}/status",
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves ``plural`` in ``api_version`` (e.g. a CRD is installed)."""
+        try:
+            resources = self._call("GET", f"/apis/{api_version}")["resources"]
+        except ApiError as err:
+            if err.status == 404:
+                return False
+            raise
+        return any(r.get("name") == plural for r in resources)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        request = self._client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._client.call_api(*request, _request_timeout=30)
+            data = response.read()
+        except kubernetes.client.ApiException as exc:  # raised by the transport (TLS, connection)
+            raise ApiError(exc.status or 0, "Unavailable", str(exc.reason or "no response")) from exc
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise ApiError(0, "Unavailable", exc.__class__.__name__) from exc
+        document = json.loads(data) if data else {}
+        if not 200 <= response.status <= 299:
+            raise ApiError(
+                response.status, document.get("reason", ""), document.get("message", str(response.reason))
+            )
+        return document

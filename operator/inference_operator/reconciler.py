@@ -1,0 +1,188 @@
+"""One level-based reconcile pass: read the resource, build the desired objects, apply what differs,
+observe, and write status once if it changed. Every trigger (create, update, resume, the resync timer,
+events of child objects) runs the same pass, so there is no edge-triggered state to lose.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from inference_operator import build, status
+from inference_operator.api import v1alpha1 as api
+from inference_operator.build.common import selector_labels
+from inference_operator.build.service import endpoint
+from inference_operator.build.servicemonitor import API_VERSION as MONITORING_API
+from inference_operator.diff import stamp, up_to_date
+from inference_operator.kube import ApiError, Kube, Ref
+from inference_operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    """Holds the API client and settings; ``reconcile`` is safe to call from any thread."""
+
+    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+        self.kube = kube
+        self.settings = settings
+        self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+
+    def reconcile(self, namespace: str, name: str) -> None:
+        """Bring one InferenceModel to its desired state. Raises ApiError only for transient failures."""
+        with self._locks[(namespace, name)]:
+            body = self.kube.get(Ref(api.API_VERSION, api.KIND, namespace, name))
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return  # gone: garbage collection removes the children through their ownerReferences
+            self._pass(body)
+
+    def _pass(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        ref = Ref(api.API_VERSION, api.KIND, meta["namespace"], meta["name"])
+        generation = meta.get("generation", 0)
+        previous = body.get("status") or {}
+        try:
+            api.check_name(meta["name"])
+            spec = api.InferenceModelSpec.model_validate(body.get("spec") or {})
+        except (ValidationError, ValueError) as exc:
+            # Keep whatever runs now: a broken edit must not take a serving model down.
+            problem = status.Problem("InvalidSpec", describe(exc))
+            live = self.kube.get(Ref("apps/v1", "Deployment", ref.namespace, ref.name))
+            replicas = (live or {}).get("spec", {}).get("replicas", 0)
+            pods = self._pods(ref.namespace, {"app.kubernetes.io/instance": ref.name})
+            observed = status.Observed(generation, replicas, live, pods, problem, spec_valid=False)
+            new = {**previous, **_counts(pods), "observedGeneration": generation}
+            new["conditions"] = self._conditions(observed, previous, None)
+            self._write_status(ref, previous, new)
+            return
+
+        model = build.Model(meta["name"], meta["namespace"], spec)
+        monitoring = self._monitoring(model)
+        problem = None
+        deployment = None
+        try:
+            for obj in build.desired(model, self.settings, monitoring_available=monitoring[0] is True):
+                live = self._ensure(_owned(obj, body))
+                if obj["kind"] == "Deployment":
+                    deployment = live
+            if not spec.monitoring.enabled:
+                self._prune_servicemonitor(model)
+        except ApiError as err:
+            if err.transient:
+                raise
+            problem = status.Problem("ApplyFailed", f"the API server rejected a child object: {err.message}")
+            deployment = self.kube.get(Ref("apps/v1", "Deployment", model.namespace, model.name))
+        pods = self._pods(model.namespace, selector_labels(model))
+        observed = status.Observed(generation, spec.replicas, deployment, pods, problem)
+        new = {
+            "observedGeneration": generation,
+            "servedModelName": model.served_name,
+            **_counts(pods),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(selector_labels(model).items())),
+            "endpoint": endpoint(model, self.settings.cluster_domain),
+            "conditions": self._conditions(observed, previous, monitoring),
+        }
+        self._write_status(ref, previous, new)
+
+    def _ensure(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Apply ``obj`` unless the live object already matches it; return the live object."""
+        desired = stamp(obj)
+        live = self.kube.get(Ref.of(desired))
+        if up_to_date(live, desired):
+            return live  # type: ignore[return-value]  # up_to_date(None, ...) is False
+        log.info(
+            "applying %s %s/%s",
+            desired["kind"],
+            desired["metadata"]["namespace"],
+            desired["metadata"]["name"],
+        )
+        return self.kube.apply(desired)
+
+    def _monitoring(self, model: build.Model) -> tuple[bool, str, str]:
+        """(available, reason, message) of the MonitoringAvailable condition."""
+        if not model.spec.monitoring.enabled:
+            return False, "Disabled", "spec.monitoring.enabled is false"
+        if not self.kube.serves(MONITORING_API, "servicemonitors"):
+            return (
+                False,
+                "ServiceMonitorCRDMissing",
+                f"{MONITORING_API} ServiceMonitor is not installed; metrics are still served at /metrics "
+                "on port http",
+            )
+        return True, "ServiceMonitorReady", "Prometheus scrapes /metrics through the ServiceMonitor"
+
+    def _prune_servicemonitor(self, model: build.Model) -> None:
+        """Monitoring was switched off: remove the ServiceMonitor this operator made, if the kind exists."""
+        if not self.kube.serves(MONITORING_API, "servicemonitors"):
+            return
+        ref = Ref(MONITORING_API, "ServiceMonitor", model.namespace, model.name)
+        live = self.kube.get(ref)
+        if (
+            live
+            and live["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "inference-operator"
+        ):
+            self.kube.delete(ref)
+
+    def _pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
+        return self.kube.list(Ref("v1", "Pod", namespace), selector)
+
+    def _conditions(
+        self, observed: status.Observed, previous: Mapping[str, Any], monitoring: tuple[bool, str, str] | None
+    ) -> list[dict[str, Any]]:
+        new = status.conditions(observed)
+        old = previous.get("conditions") or []
+        if monitoring is not None:
+            new.append(status.condition("MonitoringAvailable", *monitoring))
+        else:  # spec invalid: monitoring is unknown, keep what was said before
+            new += [c for c in old if c.get("type") == "MonitoringAvailable"]
+        return status.with_times(new, old, generation=observed.generation, now=_now())
+
+    def _write_status(self, ref: Ref, previous: Mapping[str, Any], new: dict[str, Any]) -> None:
+        """One status write per pass, and none when nothing changed (steady state makes no writes)."""
+        if {k: v for k, v in previous.items() if v is not None} == {
+            k: v for k, v in new.items() if v is not None
+        }:
+            return
+        # A merge patch keeps keys it does not mention: null out the ones that went away.
+        patch = {**{k: None for k in previous if k not in new}, **new}
+        self.kube.patch_status(ref, patch)
+
+
+def _owned(obj: dict[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` with a controller ownerReference to ``owner``: deleting the owner deletes it."""
+    meta = owner["metadata"]
+    reference = {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    return {**obj, "metadata": {**obj["metadata"], "ownerReferences": [reference]}}
+
+
+def _counts(pods: list[dict[str, Any]]) -> dict[str, int]:
+    existing, ready = status.replica_counts(pods)
+    return {"replicas": existing, "readyReplicas": ready}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def describe(exc: Exception) -> str:
+    """A one-line, input-free explanation of why a spec is invalid (no values echoed back)."""
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(p) for p in ("spec", *err["loc"]))
+            parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        return "; ".join(parts)
+    return str(exc)

@@ -1,0 +1,100 @@
+"""Operator settings: command-line flags over environment variables over defaults.
+
+Everything the builders need from outside the resource (the default runtime image, the cluster domain)
+lives here, so manifests stay pure functions of (spec, settings) and air-gapped installs can point the
+operator at their own registry without touching any resource.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+DEFAULT_RUNTIME_IMAGE = "vllm-inference-runtime:0.1.0"
+FIELD_MANAGER = "inference-operator"
+LogFormat = Literal["text", "json"]
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """How this operator process runs; immutable once started."""
+
+    runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    log_format: LogFormat = "text"
+    cluster_domain: str = "cluster.local"
+    resync_seconds: float = 60.0  # drift check of every resource, even without events
+    peering_name: str = "inference-operator"
+    priority: int | None = None  # peering priority; None: random, so one replica leads
+    standalone: bool = False  # skip peering (single replica, tests)
+    liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
+    field_manager: str = field(default=FIELD_MANAGER)
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+
+def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> OperatorSettings:
+    """Build settings from ``argv`` and ``environ`` (defaults: the process's own)."""
+    env = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="inference-operator", description="Reconciles InferenceModel resources."
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        help="namespace to watch (repeatable; env WATCH_NAMESPACES, comma-separated)",
+    )
+    scope.add_argument("--all-namespaces", action="store_true", help="watch every namespace (the default)")
+    parser.add_argument(
+        "--runtime-image",
+        default=env.get("RUNTIME_IMAGE") or DEFAULT_RUNTIME_IMAGE,
+        help="image of resources that set none (env RUNTIME_IMAGE; default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=env.get("LOG_FORMAT") or "text",
+        help="log line format (env LOG_FORMAT)",
+    )
+    parser.add_argument(
+        "--cluster-domain",
+        default=env.get("CLUSTER_DOMAIN") or "cluster.local",
+        help="DNS domain of Services in status.endpoint (env CLUSTER_DOMAIN)",
+    )
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=float(env.get("RESYNC_SECONDS") or 60),
+        help="interval of the drift check of every resource (env RESYNC_SECONDS)",
+    )
+    parser.add_argument("--priority", type=int, default=None, help="peering priority (default: random)")
+    parser.add_argument("--standalone", action="store_true", help="run without peering (one replica only)")
+    parser.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="liveness endpoint URL; empty disables it (default %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    if args.log_format not in ("text", "json"):
+        parser.error(f"LOG_FORMAT must be text or json, not {args.log_format!r}")
+    namespaces = args.namespaces
+    if not namespaces and not args.all_namespaces:
+        namespaces = [ns.strip() for ns in env.get("WATCH_NAMESPACES", "").split(",") if ns.strip()]
+    return OperatorSettings(
+        runtime_image=args.runtime_image,
+        namespaces=tuple(namespaces or ()),
+        log_format=args.log_format,
+        cluster_domain=args.cluster_domain,
+        resync_seconds=args.resync_seconds,
+        priority=args.priority,
+        standalone=args.standalone,
+        liveness_endpoint=args.liveness or None,
+    )

@@ -1,0 +1,82 @@
+"""The InferenceModel spec model: defaults and the rules the API server cannot check."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from inference_operator.api import v1alpha1 as api
+from inference_operator.reconciler import describe
+
+
+def parse(spec: dict) -> api.InferenceModelSpec:
+    return api.InferenceModelSpec.model_validate(spec)
+
+
+def test_defaults() -> None:
+    spec = parse({"model": {"path": "m"}})
+    assert (spec.protocol, spec.tensor_parallel_size, spec.gpus, spec.replicas) == (
+        "OpenAIServingChat",
+        1,
+        0,
+        1,
+    )
+    assert spec.served_model_name is None and spec.image is None
+    assert spec.monitoring.enabled and spec.monitoring.interval == "30s"
+    assert spec.service.port == 8000 and spec.service.type == "ClusterIP"
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        (
+            {"model": {"path": "m"}, "tensorParallelSize": 4, "gpus": 2},
+            "gpus (2) must be at least tensorParallelSize (4)",
+        ),
+        ({"model": {"path": "m"}, "tensorParallelSize": 0}, "spec.tensorParallelSize"),
+        ({"model": {"path": "m"}, "replicas": -1}, "spec.replicas"),
+        ({"model": {"path": "m"}, "protocol": ""}, "spec.protocol"),
+        ({"model": {"path": "../etc"}}, "'..' is not allowed"),
+        ({"model": {"path": "/abs"}}, "spec.model.path"),
+        ({"model": {"path": "m"}, "engineArgs": {"tensor_parallel_size": 2}}, "not engineArgs"),
+        ({"model": {"path": "m"}, "env": [{"name": "MODEL_ROOT", "value": "/x"}]}, "cannot be overridden"),
+        ({"model": {"path": "m"}, "resources": {"limits": {"nvidia.com/gpu": 1}}}, "spec.gpus"),
+        (
+            {
+                "model": {
+                    "path": "m",
+                    "source": {"hostPath": {"path": "/a"}, "persistentVolumeClaim": {"claimName": "c"}},
+                }
+            },
+            "not both",
+        ),
+        ({"model": {"path": "m"}, "unknownField": 1}, "spec.unknownField"),
+    ],
+)
+def test_invalid_specs_explain_themselves(spec: dict, fragment: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse(spec)
+    message = describe(info.value)
+    assert fragment in message
+    assert "http" not in message  # no pydantic documentation URLs in a status message
+
+
+def test_gpus_above_tp_and_cpu_tp_are_fine() -> None:
+    assert parse({"model": {"path": "m"}, "tensorParallelSize": 2, "gpus": 4}).gpus == 4
+    assert parse({"model": {"path": "m"}, "tensorParallelSize": 2}).gpus == 0
+
+
+def test_reserved_engine_args_match_the_runtime() -> None:
+    config = pytest.importorskip("inference_runtime.config")
+    assert config.RESERVED_ENGINE_ARGS == api.RESERVED_ENGINE_ARGS
+
+
+@pytest.mark.parametrize("name", ["smollm2", "a", "llama-3-8b"])
+def test_good_names(name: str) -> None:
+    api.check_name(name)
+
+
+@pytest.mark.parametrize("name", ["Upper", "9lives", "a" * 64, "dots.not.allowed"])
+def test_bad_names(name: str) -> None:
+    with pytest.raises(ValueError, match="DNS-1035"):
+        api.check_name(name)

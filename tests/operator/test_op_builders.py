@@ -1,0 +1,218 @@
+"""Manifest builders: each object from a range of specs; built-in objects valid for Kubernetes 1.32."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from op_helpers import make_model
+
+from inference_operator.build import configmap, deployment, desired, service, servicemonitor
+from inference_operator.build.common import CONFIG_HASH_ANNOTATION
+from inference_operator.settings import OperatorSettings
+
+SETTINGS = OperatorSettings(runtime_image="registry.invalid/runtime:1")
+SPECS: dict[str, dict[str, Any]] = {
+    "minimal": {"model": {"path": "smollm2"}},
+    "cpu-full": {
+        "model": {"path": "models/smollm2", "source": {"hostPath": {"path": "/srv/models"}}},
+        "servedModelName": "smol",
+        "protocol": "ServingGenerate",
+        "replicas": 3,
+        "image": "mirror.invalid/runtime:2",
+        "imagePullPolicy": "IfNotPresent",
+        "resources": {"requests": {"cpu": 2, "memory": "4Gi"}, "limits": {"memory": "6Gi"}},
+        "maxModelLen": 2048,
+        "chatTemplate": "{{ messages }}",
+        "engineArgs": {"enforce_eager": True},
+        "env": [
+            {"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"},
+            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+        ],
+        "nodeSelector": {"kubernetes.io/arch": "amd64"},
+        "service": {"type": "NodePort", "port": 9000},
+        "monitoring": {"enabled": False},
+    },
+    "gpu-tp2": {
+        "model": {
+            "path": "llama",
+            "source": {"persistentVolumeClaim": {"claimName": "models", "subPath": "hf"}},
+        },
+        "tensorParallelSize": 2,
+        "gpus": 2,
+        "apiKeySecret": {"name": "keys", "key": "api-keys"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["h100"]}]}
+                    ]
+                }
+            }
+        },
+        "monitoring": {"interval": "15s", "labels": {"release": "prometheus"}},
+    },
+}
+
+
+def container(dep: dict[str, Any]) -> dict[str, Any]:
+    (only,) = dep["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def env_of(dep: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(dep)["env"]}
+
+
+def mounts_of(dep: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["mountPath"]: m for m in container(dep)["volumeMounts"]}
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_builtin_object_is_valid_for_kubernetes_1_32(name: str) -> None:
+    for obj in desired(make_model(SPECS[name]), SETTINGS, monitoring_available=True):
+        if obj["kind"] != "ServiceMonitor":
+            kubernetes_validate.validate(obj, "1.32.0", strict=True)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_runtime_command_follows_the_process_contract(name: str) -> None:
+    model = make_model(SPECS[name])
+    c = container(deployment(model, SETTINGS, configmap(model)))
+    assert c["command"] == ["inference-runtime"]
+    args = c["args"]
+    assert args[args.index("--model-name") + 1] == model.served_name
+    assert args[args.index("--config") + 1] == "/etc/inference/model_config.json"
+    assert args[args.index("--port") + 1] == "8000"
+    assert args[args.index("--tensor-parallel-size") + 1] == str(model.spec.tensor_parallel_size)
+    assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert env_of(deployment(model, SETTINGS, configmap(model)))["MODEL_ROOT"] == "/models"
+    assert mounts_of(deployment(model, SETTINGS, configmap(model)))["/etc/inference/model_config.json"][
+        "readOnly"
+    ]
+
+
+def test_probes_match_the_contract() -> None:
+    model = make_model({"model": {"path": "m"}, "startupTimeoutSeconds": 600})
+    c = container(deployment(model, SETTINGS, configmap(model)))
+    assert c["startupProbe"]["httpGet"] == {"path": "/ready", "port": "http", "scheme": "HTTP"}
+    assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 600
+    assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_pod_is_locked_down() -> None:
+    model = make_model(SPECS["gpu-tp2"])
+    dep = deployment(model, SETTINGS, configmap(model))
+    pod = dep["spec"]["template"]["spec"]
+    security = container(dep)["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_default_image_comes_from_the_settings_and_the_spec_overrides_it() -> None:
+    minimal, full = make_model(SPECS["minimal"]), make_model(SPECS["cpu-full"])
+    assert (
+        container(deployment(minimal, SETTINGS, configmap(minimal)))["image"] == "registry.invalid/runtime:1"
+    )
+    assert container(deployment(full, SETTINGS, configmap(full)))["image"] == "mirror.invalid/runtime:2"
+
+
+def test_gpus_shm_and_api_keys() -> None:
+    model = make_model(SPECS["gpu-tp2"])
+    dep = deployment(model, SETTINGS, configmap(model))
+    assert container(dep)["resources"]["limits"]["nvidia.com/gpu"] == 2
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory"}
+    assert mounts_of(dep)["/dev/shm"]["name"] == "dshm"
+    assert volumes["api-keys"]["secret"]["secretName"] == "keys"
+    assert volumes["api-keys"]["secret"]["items"] == [{"key": "api-keys", "path": "keys"}]
+    assert mounts_of(dep)["/etc/inference/api-keys"]["readOnly"]
+    assert env_of(dep)["API_KEYS_FILE"] == "/etc/inference/api-keys/keys"
+    assert volumes["models"]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+    assert mounts_of(dep)["/models"]["subPath"] == "hf"
+    # GPUs are scarce: a rollout replaces pods in place instead of surging.
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+
+
+def test_cpu_model_has_no_gpu_no_shm_and_surges() -> None:
+    model = make_model(SPECS["cpu-full"])
+    dep = deployment(model, SETTINGS, configmap(model))
+    assert "nvidia.com/gpu" not in container(dep)["resources"].get("limits", {})
+    assert "/dev/shm" not in mounts_of(dep)
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert env_of(dep)["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
+    assert dep["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+    assert mounts_of(dep)["/models"]["readOnly"]
+
+
+def test_config_hash_rolls_pods_only_when_the_config_changes() -> None:
+    def pod_hash(spec: dict[str, Any]) -> str:
+        model = make_model(spec)
+        return deployment(model, SETTINGS, configmap(model))["spec"]["template"]["metadata"]["annotations"][
+            CONFIG_HASH_ANNOTATION
+        ]
+
+    base = {"model": {"path": "m"}}
+    assert pod_hash(base) == pod_hash({**base, "replicas": 5})  # scaling does not touch the config
+    assert pod_hash(base) != pod_hash({**base, "maxModelLen": 1024})
+
+
+def test_selector_does_not_depend_on_the_spec() -> None:
+    one, other = make_model(SPECS["minimal"]), make_model(SPECS["gpu-tp2"])
+    assert (
+        deployment(one, SETTINGS, configmap(one))["spec"]["selector"]
+        == deployment(other, SETTINGS, configmap(other))["spec"]["selector"]
+    )
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_configmap_is_a_valid_runtime_model_config(name: str) -> None:
+    config = pytest.importorskip("inference_runtime.config")
+    model = make_model(SPECS[name])
+    document = json.loads(configmap(model)["data"]["model_config.json"])
+    assert list(document) == [model.served_name]
+    entry = config.ModelConfig.model_validate(document[model.served_name])
+    assert entry.class_name == model.spec.protocol
+    assert entry.tensor_parallel_size == model.spec.tensor_parallel_size
+    assert entry.model_path == model.spec.model.path
+
+
+def test_service_names_its_port_and_sets_tcp() -> None:
+    model = make_model(SPECS["cpu-full"])
+    svc = service(model)
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 9000, "targetPort": "http", "protocol": "TCP"}]
+    assert svc["spec"]["type"] == "NodePort"
+    dep = deployment(model, SETTINGS, configmap(model))
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+
+
+def test_servicemonitor_scrapes_metrics_on_the_named_port() -> None:
+    model = make_model(SPECS["gpu-tp2"])
+    sm = servicemonitor(model)
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["spec"]["endpoints"] == [
+        {"port": "http", "path": "/metrics", "scheme": "http", "interval": "15s"}
+    ]
+    assert sm["metadata"]["labels"]["release"] == "prometheus"
+    assert sm["spec"]["selector"]["matchLabels"] == service(model)["spec"]["selector"]
+
+
+@pytest.mark.parametrize(
+    ("name", "available", "kinds"),
+    [
+        ("minimal", True, ["ConfigMap", "Deployment", "Service", "ServiceMonitor"]),
+        ("minimal", False, ["ConfigMap", "Deployment", "Service"]),
+        ("cpu-full", True, ["ConfigMap", "Deployment", "Service"]),  # monitoring disabled in the spec
+    ],
+)
+def test_desired_objects(name: str, available: bool, kinds: list[str]) -> None:
+    objects = desired(make_model(SPECS[name]), SETTINGS, monitoring_available=available)
+    assert [o["kind"] for o in objects] == kinds
+    assert all(o["metadata"]["namespace"] == "ns1" for o in objects)

@@ -1,0 +1,84 @@
+"""The committed CRD: in sync with the pydantic model, structural, documented; examples validate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from op_helpers import CRD_FILE, EXAMPLES, crd_schema, validate_against_crd
+
+from inference_operator import crdgen
+from inference_operator.api.v1alpha1 import InferenceModelSpec
+
+
+def test_committed_crd_is_generated_from_the_model() -> None:
+    assert CRD_FILE.read_text() == crdgen.render(), "run: python -m inference_operator.crdgen"
+    assert crdgen.main(["--check"]) == 0
+
+
+def _walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found = [(path, node)]
+    for name, child in node.get("properties", {}).items():
+        found += _walk(child, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        found += _walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        found += _walk(node["additionalProperties"], f"{path}{{}}")
+    return found
+
+
+def test_every_field_has_a_description_and_a_type() -> None:
+    for path, node in _walk(crd_schema()):
+        if path.endswith("{}"):  # map values are described by their map
+            continue
+        assert node.get("description"), f"{path or 'root'} has no description"
+        assert "type" in node or node.get("x-kubernetes-int-or-string"), f"{path} has no type"
+
+
+def test_schema_is_structural() -> None:
+    for path, node in _walk(crd_schema()):
+        assert "$ref" not in node and "$defs" not in node, path
+        assert node.get("additionalProperties") is not False, path
+        if "anyOf" in node:
+            assert node.get("x-kubernetes-int-or-string"), f"{path}: anyOf only for int-or-string"
+        assert not ("properties" in node and "additionalProperties" in node), path
+
+
+def test_crd_surface() -> None:
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    version = crd["spec"]["versions"][0]
+    assert crd["spec"]["names"]["shortNames"] == ["im"]
+    assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
+    assert "status" in version["subresources"]
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Model", "Protocol", "TP", "GPUs", "Ready", "Endpoint", "Age"]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_validate_against_the_crd_and_the_model(path) -> None:
+    document = yaml.safe_load(path.read_text())
+    validate_against_crd(document)
+    InferenceModelSpec.model_validate(document["spec"])
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"model": {"path": "m"}, "tensorParallelSize": 0},
+        {"model": {"path": "m"}, "replicas": -1},
+        {"model": {"path": "m"}, "protocol": ""},
+        {"model": {}},
+        {"model": {"path": "m"}, "service": {"type": "ExternalName"}},
+        {"model": {"path": "m"}, "monitoring": {"interval": "soon"}},
+    ],
+)
+def test_crd_schema_rejects_bad_specs(spec: dict) -> None:
+    document = {
+        "apiVersion": "inference.vif.dev/v1alpha1",
+        "kind": "InferenceModel",
+        "metadata": {"name": "x"},
+    }
+    with pytest.raises(jsonschema.ValidationError):
+        validate_against_crd({**document, "spec": spec})

@@ -1,0 +1,145 @@
+"""Status conditions from pods and Deployments shaped as kubelet and controllers write them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from inference_operator import status
+
+
+def pod(name: str = "m1-abc", *, ready: bool = False, **container_status: Any) -> dict[str, Any]:
+    conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
+    statuses = [{"name": "runtime", "ready": ready, **container_status}] if container_status else []
+    return {"metadata": {"name": name}, "status": {"conditions": conditions, "containerStatuses": statuses}}
+
+
+def waiting(reason: str, message: str = "") -> dict[str, Any]:
+    return {"state": {"waiting": {"reason": reason, "message": message}}}
+
+
+UNSCHEDULABLE = {
+    "metadata": {"name": "m1-gpu"},
+    "status": {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+            }
+        ],
+    },
+}
+OOM = pod(
+    **waiting("CrashLoopBackOff", "back-off 5m0s restarting failed container"),
+    lastState={"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+)
+CRASH = pod(**waiting("CrashLoopBackOff"), lastState={"terminated": {"reason": "Error", "exitCode": 1}})
+PULL = pod(**waiting("ImagePullBackOff", 'Back-off pulling image "runtime:9"'))
+ERR_PULL = pod(**waiting("ErrImagePull", "manifest unknown"))
+CONFIG = pod(**waiting("CreateContainerConfigError", 'secret "keys" not found'))
+
+
+def rollout_done(replicas: int) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": 2},
+        "status": {"observedGeneration": 2, "updatedReplicas": replicas, "readyReplicas": replicas},
+    }
+
+
+def by_type(conds: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in conds}
+
+
+@pytest.mark.parametrize(
+    ("pods", "reason", "fragment"),
+    [
+        ([UNSCHEDULABLE], "Unschedulable", "Insufficient nvidia.com/gpu"),
+        ([OOM], "OOMKilled", "memory limit"),
+        ([CRASH], "CrashLoopBackOff", "exit code 1"),
+        ([PULL], "ImagePullFailed", "ImagePullBackOff"),
+        ([ERR_PULL], "ImagePullFailed", "ErrImagePull: manifest unknown"),
+        ([CONFIG], "ContainerConfigError", 'secret "keys" not found'),
+    ],
+)
+def test_pod_problems_become_degraded_reasons(pods: list[dict], reason: str, fragment: str) -> None:
+    conds = by_type(status.conditions(status.Observed(1, 1, rollout_done(1), pods)))
+    assert conds["Degraded"]["status"] == "True"
+    assert conds["Degraded"]["reason"] == reason
+    assert fragment in conds["Degraded"]["message"]
+    assert conds["Ready"]["status"] == "False"
+
+
+def test_most_specific_problem_wins_and_others_are_counted() -> None:
+    crash = pod("m1-b", **waiting("CrashLoopBackOff"))
+    problem = status.pod_problem([crash, OOM])
+    assert problem is not None and problem.reason == "OOMKilled"
+    assert "1 more pod" in problem.message
+
+
+def test_terminating_pods_are_ignored() -> None:
+    leaving = {**PULL, "metadata": {"name": "old", "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    assert status.pod_problem([leaving]) is None
+    assert status.replica_counts([leaving, pod(ready=True)]) == (1, 1)
+
+
+def test_ready_only_with_enough_ready_pods() -> None:
+    never = status.conditions(status.Observed(1, 1, rollout_done(1), []))
+    assert by_type(never)["Ready"]["status"] == "False"
+    half = by_type(
+        status.conditions(status.Observed(1, 2, rollout_done(2), [pod("a", ready=True), pod("b")]))
+    )
+    assert half["Ready"]["status"] == "False" and half["Ready"]["message"] == "1/2 replicas ready"
+    full = by_type(status.conditions(status.Observed(1, 1, rollout_done(1), [pod(ready=True)])))
+    assert full["Ready"]["status"] == "True"
+    assert full["Progressing"] == status.condition(
+        "Progressing", False, "RolloutComplete", full["Progressing"]["message"]
+    )
+    assert full["Degraded"]["status"] == "False"
+
+
+def test_scaled_to_zero_is_not_ready() -> None:
+    conds = by_type(status.conditions(status.Observed(1, 0, rollout_done(0), [])))
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", "ScaledToZero")
+
+
+def test_progressing_until_the_deployment_controller_catches_up() -> None:
+    stale = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2}}
+    conds = by_type(status.conditions(status.Observed(1, 1, stale, [pod(ready=True)])))
+    assert conds["Progressing"]["status"] == "True"
+    assert by_type(status.conditions(status.Observed(1, 1, None, [])))["Progressing"]["reason"] == "Creating"
+
+
+def test_stuck_rollout_is_degraded() -> None:
+    stuck = rollout_done(1)
+    stuck["status"]["conditions"] = [
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "ProgressDeadlineExceeded",
+            "message": "too slow",
+        }
+    ]
+    conds = by_type(status.conditions(status.Observed(1, 1, stuck, [pod()])))
+    assert conds["Degraded"]["reason"] == "ProgressDeadlineExceeded"
+
+
+def test_spec_problem_wins_and_stops_progress() -> None:
+    problem = status.Problem("InvalidSpec", "spec.gpus: too few")
+    conds = by_type(
+        status.conditions(status.Observed(4, 1, rollout_done(1), [pod(ready=True)], problem, False))
+    )
+    assert conds["Degraded"]["reason"] == "InvalidSpec"
+    assert conds["Progressing"]["reason"] == "InvalidSpec"
+    assert conds["Ready"]["status"] == "True"  # what already runs keeps serving
+
+
+def test_transition_time_is_kept_while_status_holds() -> None:
+    first = status.with_times([status.condition("Ready", False, "A", "")], [], generation=1, now="t1")
+    same = status.with_times([status.condition("Ready", False, "B", "x")], first, generation=2, now="t2")
+    flipped = status.with_times([status.condition("Ready", True, "C", "")], same, generation=2, now="t3")
+    assert [c["lastTransitionTime"] for c in (*first, *same, *flipped)] == ["t1", "t1", "t3"]
+    assert same[0]["observedGeneration"] == 2
