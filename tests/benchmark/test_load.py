@@ -6,6 +6,7 @@ flight at once, which is what the load shapes promise.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from pathlib import Path
@@ -16,6 +17,7 @@ from inference_benchmark.client import RequestOptions, build_body, chunk_text
 from inference_benchmark.prompts import Prompt, PromptFileError, load_jsonl, synthetic_prompts, take
 from inference_benchmark.runner import LoadPoint, drive, run_point
 from inference_benchmark.stats import RequestRecord
+from inference_benchmark.sweep import add_load_arguments, load_settings
 
 
 class FakeSend:
@@ -127,3 +129,42 @@ def test_bodies_per_protocol() -> None:
 )
 def test_chunk_text_finds_generated_text_in_every_shape(payload: dict, text: str | None) -> None:
     assert chunk_text(payload) == text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--concurrency", "1,8,32", "--no-stream", "--output-len", "9", "--temperature", "0.7"],
+        [
+            "--request-rate",
+            "0.5,2",
+            "--max-concurrency",
+            "4",
+            "--no-ignore-eos",
+            "--seed",
+            "3",
+            "--warmup",
+            "0",
+        ],
+    ],
+)
+def test_load_settings_survive_the_trip_to_another_process(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    add_load_arguments(parser)
+    settings = load_settings(parser.parse_args(argv))
+    assert load_settings(parser.parse_args(settings.to_argv())) == settings
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-concurrency", "4"], "only applies with --request-rate"),
+        (["--num-requests", "0"], "--num-requests must be positive"),
+        (["--warmup", "-1"], "--warmup must not be negative"),
+    ],
+)
+def test_contradictory_load_options_are_refused(argv: list[str], message: str) -> None:
+    parser = argparse.ArgumentParser()
+    add_load_arguments(parser)
+    with pytest.raises(ValueError, match=message):
+        load_settings(parser.parse_args(argv))

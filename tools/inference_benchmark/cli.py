@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     for result in results:
         print(report.run_table(result), end="\n\n")
-    print(report.sweep_table(results))
+    print(report.sweep_table([r.as_dict() for r in results]))
     if args.output_json:
         meta = {
             "target": {"base_url": args.base_url, "api": args.api, "path": args.path, "model": model},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def cpu_model() -> str:
@@ -21,7 +21,7 @@ def cpu_model() -> str:
 
 def describe() -> dict[str, object]:
     return {
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "load_average": list(os.getloadavg()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from inference_benchmark.runner import RunResult
 from inference_benchmark.stats import Summary
@@ -37,22 +38,24 @@ def run_table(result: RunResult) -> str:
     return "\n".join(lines)
 
 
-def sweep_table(results: Sequence[RunResult]) -> str:
-    """One row per load point, the figures a sweep is read for."""
+def sweep_table(runs: Sequence[dict[str, Any]]) -> str:
+    """One row per load point (runs in their JSON form), with the figures a sweep is read for."""
     header = (
         f"{'load':<16}{'ok':>6}{'fail':>6}{'req/s':>9}{'tok/s':>10}"
         f"{'TTFT p50':>10}{'TTFT p99':>10}{'ITL p50':>9}{'E2E p50':>10}{'E2E p99':>10}"
     )
     rows = [header]
-    for r in results:
-        s = r.stats
+    for run in runs:
         rows.append(
-            f"{r.point.label:<16}{s.completed:>6}{s.failed:>6}{fmt(s.request_throughput, 2):>9}"
-            f"{fmt(s.output_throughput):>10}{fmt(_p(s.ttft_ms, 'p50')):>10}{fmt(_p(s.ttft_ms, 'p99')):>10}"
-            f"{fmt(_p(s.itl_ms, 'p50'), 2):>9}{fmt(_p(s.e2e_ms, 'p50')):>10}{fmt(_p(s.e2e_ms, 'p99')):>10}"
+            f"{run['load']:<16}{run['completed']:>6}{run['failed']:>6}{fmt(run['request_throughput'], 2):>9}"
+            f"{fmt(run['output_throughput']):>10}{fmt(latency(run, 'ttft_ms', 'p50')):>10}"
+            f"{fmt(latency(run, 'ttft_ms', 'p99')):>10}{fmt(latency(run, 'itl_ms', 'p50'), 2):>9}"
+            f"{fmt(latency(run, 'e2e_ms', 'p50')):>10}{fmt(latency(run, 'e2e_ms', 'p99')):>10}"
         )
     return "\n".join(rows)
 
 
-def _p(summary: Summary | None, name: str) -> float | None:
-    return getattr(summary, name) if summary else None
+def latency(run: dict[str, Any], metric: str, statistic: str) -> float | None:
+    """One statistic of one latency metric of a run in JSON form, ``None`` if the run has none."""
+    summary = run.get(metric)
+    return summary[statistic] if summary else None

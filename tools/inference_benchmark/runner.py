@@ -59,6 +59,7 @@ class RunResult:
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "load": self.point.label,
             "concurrency": self.point.concurrency,
             "request_rate": self.point.rate,
             **self.stats.as_dict(),

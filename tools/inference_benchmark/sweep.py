@@ -47,6 +47,26 @@ class LoadSettings:
             "seed": self.seed,
         }
 
+    def to_argv(self) -> list[str]:
+        """Command-line options that rebuild these settings (to hand them to another process)."""
+        if self.points[0].rate is not None:
+            argv = ["--request-rate", ",".join(f"{p.rate:g}" for p in self.points)]
+            if self.points[0].concurrency:
+                argv += ["--max-concurrency", str(self.points[0].concurrency)]
+        else:
+            argv = ["--concurrency", ",".join(str(p.concurrency) for p in self.points)]
+        argv += [
+            "--num-requests", str(self.num_requests), "--warmup", str(self.warmup),
+            "--input-len", str(self.input_len), "--output-len", str(self.output_len),
+            "--temperature", repr(self.temperature), "--seed", str(self.seed),
+            "--stream" if self.stream else "--no-stream",
+            "--ignore-eos" if self.ignore_eos else "--no-ignore-eos",
+            "--progress" if self.progress else "--no-progress",
+        ]  # fmt: skip
+        if self.prompts_file:
+            argv += ["--prompts-file", str(self.prompts_file)]
+        return argv
+
     def prompts(self, point: LoadPoint) -> tuple[list[Prompt], list[Prompt]]:
         """The timed prompts and the warm-up prompts of one load point.
 

@@ -1,0 +1,170 @@
+"""Starting and stopping the servers a side-by-side run compares, with identical engine settings.
+
+Each server runs as a child process in its own process group (vLLM spawns an engine-core process, and
+it must go down with the server), logs to a file, and counts as ready when its readiness route answers
+200. A server that exits or never gets ready raises :class:`ServerError` with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+_LOG_TAIL_LINES = 40
+
+
+class ServerError(RuntimeError):
+    """A server did not start or did not get ready."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engine options both servers get, so only the HTTP layer differs between them."""
+
+    model_path: Path
+    model_name: str
+    dtype: str = "bfloat16"
+    max_model_len: int = 1024
+    max_num_seqs: int = 32
+    enforce_eager: bool = True
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "model_path": str(self.model_path),
+            "model_name": self.model_name,
+            "dtype": self.dtype,
+            "max_model_len": self.max_model_len,
+            "max_num_seqs": self.max_num_seqs,
+            "enforce_eager": self.enforce_eager,
+            "kv_cache_gib": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        }
+
+
+@dataclass(frozen=True)
+class ServerCommand:
+    """How to start one server and how to tell it is ready."""
+
+    label: str
+    argv: list[str]
+    port: int
+    ready_path: str
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _bin(name: str) -> Path:
+    """A console script installed next to the running interpreter (the project's venv)."""
+    return Path(sys.executable).parent / name
+
+
+def vllm_command(engine: EngineSettings, port: int) -> ServerCommand:
+    """vLLM's own OpenAI server (``vllm serve`` fails under the vllm-cpu distribution name)."""
+    argv = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(engine.model_path), "--served-model-name", engine.model_name,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--dtype", engine.dtype, "--max-model-len", str(engine.max_model_len),
+        "--max-num-seqs", str(engine.max_num_seqs),
+    ]  # fmt: skip
+    if engine.enforce_eager:
+        argv.append("--enforce-eager")
+    return ServerCommand("vllm", argv, port, "/health")
+
+
+def runtime_command(engine: EngineSettings, port: int, workdir: Path, class_name: str) -> ServerCommand:
+    """Our runtime, with a model config written to ``workdir`` that mirrors :func:`vllm_command`."""
+    config = {
+        engine.model_name: {
+            "class_name": class_name,
+            "model_path": engine.model_path.name,
+            "max_model_len": engine.max_model_len,
+            "dtype": engine.dtype,
+            "engine_args": {"enforce_eager": engine.enforce_eager, "max_num_seqs": engine.max_num_seqs},
+        }
+    }
+    config_path = workdir / "model_config.json"
+    config_path.write_text(json.dumps(config, indent=2))
+    runtime = _bin("inference-runtime")
+    if not runtime.exists():
+        raise ServerError(f"{runtime} not found: install the project into this venv (hack/setup-venv.sh)")
+    argv = [
+        str(runtime), "--model-name", engine.model_name, "--config", str(config_path),
+        "--model-root", str(engine.model_path.parent), "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    return ServerCommand("ours", argv, port, "/ready")
+
+
+def _tail(log_path: Path) -> str:
+    lines = log_path.read_text(errors="replace").splitlines()
+    return "\n".join(lines[-_LOG_TAIL_LINES:])
+
+
+def _wait_ready(command: ServerCommand, process: subprocess.Popen, log_path: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    url = command.base_url + command.ready_path
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerError(
+                f"{command.label} server exited with {process.returncode} before it was ready; "
+                f"last lines of {log_path}:\n{_tail(log_path)}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise ServerError(f"{command.label} server not ready after {timeout_s:.0f} s; see {log_path}")
+
+
+def _stop(process: subprocess.Popen, grace_s: float = 30.0) -> None:
+    """SIGTERM the server's process group, then SIGKILL what is left after the grace period."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextlib.contextmanager
+def running(command: ServerCommand, log_path: Path, timeout_s: float = 600.0) -> Iterator[str]:
+    """Start the server, wait until it is ready, yield its base URL; stop it on the way out."""
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        "HF_HUB_OFFLINE": "1",
+        # keep vLLM's ZMQ socket files out of the shared temp folder
+        "VLLM_RPC_BASE_PATH": str(log_path.parent),
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        _wait_ready(command, process, log_path, timeout_s)
+        yield command.base_url
+    finally:
+        _stop(process)

@@ -1,0 +1,224 @@
+"""``inference-benchmark side-by-side``: our runtime against vLLM's own OpenAI server, same engine, same load.
+
+Both servers start one after the other on 127.0.0.1 with the same engine settings and get the same
+sweep, one load point at a time on each in turn (never both under load at once). Then the in-process
+engine ceiling runs in its own process. The summary gives, per load point, the ratio ours/vLLM of
+throughput and of TTFT p50/p99: a throughput ratio >= 1 and TTFT ratios <= 1 mean our HTTP layer
+costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from inference_benchmark import machine, report, servers
+from inference_benchmark.servers import EngineSettings, ServerError
+from inference_benchmark.sweep import HttpTarget, LoadSettings, add_load_arguments, http_sweep, load_settings
+
+TARGETS = ("ours", "vllm", "engine")
+CLASS_FOR_API = {"completions": "OpenAIServingCompletion", "chat": "OpenAIServingChat"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inference-benchmark side-by-side",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  inference-benchmark side-by-side --model ~/.cache/inference-stack/models/"
+        "tiny-llama-v1 --model-name tiny --output-json sbs.json",
+    )
+    engine = parser.add_argument_group("engine (identical for every target)")
+    engine.add_argument("--model", type=Path, required=True, help="HF model folder")
+    engine.add_argument("--model-name", default="bench", help="served model name (default bench)")
+    engine.add_argument("--dtype", default="bfloat16", help="default bfloat16")
+    engine.add_argument("--max-model-len", type=int, default=1024, help="default 1024")
+    engine.add_argument("--max-num-seqs", type=int, default=32, help="default 32")
+    engine.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=True)
+    run = parser.add_argument_group("run")
+    run.add_argument(
+        "--api", choices=sorted(CLASS_FOR_API), default="completions", help="default completions"
+    )
+    run.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help=f"comma-separated subset of {','.join(TARGETS)} (default all)",
+    )
+    run.add_argument("--server-timeout", type=float, default=600.0, help="seconds to wait for readiness")
+    run.add_argument("--workdir", type=Path, default=None, help="keep configs and server logs here")
+    add_load_arguments(parser, default_concurrency="1,8,32")
+    parser.add_argument(
+        "--output-json", type=Path, default=None, help="write every result and the ratios here"
+    )
+    return parser
+
+
+COMPARED = (
+    ("tok/s", "output_throughput", None),
+    ("TTFT p50", "ttft_ms", "p50"),
+    ("TTFT p99", "ttft_ms", "p99"),
+)
+
+
+def _figure(run: dict[str, Any], metric: str, statistic: str | None) -> float | None:
+    return run[metric] if statistic is None else report.latency(run, metric, statistic)
+
+
+def ratios(ours: Sequence[dict[str, Any]], vllm: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per load point, ours/vLLM for throughput and TTFT p50/p99 (``None`` where a side has no figure)."""
+    rows = []
+    for mine, theirs in zip(ours, vllm, strict=True):
+        row: dict[str, Any] = {"load": mine["load"]}
+        for name, metric, statistic in COMPARED:
+            a, b = _figure(mine, metric, statistic), _figure(theirs, metric, statistic)
+            row[name] = a / b if a is not None and b else None
+        rows.append(row)
+    return rows
+
+
+def comparison_table(results: dict[str, list[dict[str, Any]]]) -> str:
+    """Per load point: each target's throughput and TTFT p50/p99, then the ours/vLLM ratios."""
+    present = [t for t in TARGETS if t in results]
+    both = "ours" in results and "vllm" in results
+    header = f"{'load':<10}" + "".join(f"{f'{t} {name}':>18}" for name, _, _ in COMPARED for t in present)
+    if both:
+        header += "".join(f"{f'ratio {name}':>16}" for name, _, _ in COMPARED)
+    lines = [header]
+    ratio_rows = ratios(results["ours"], results["vllm"]) if both else []
+    for i, run in enumerate(results[present[0]]):
+        line = f"{run['load']:<10}"
+        for _, metric, statistic in COMPARED:
+            line += "".join(f"{report.fmt(_figure(results[t][i], metric, statistic)):>18}" for t in present)
+        if both:
+            line += "".join(f"{report.fmt(ratio_rows[i][name], 2):>16}" for name, _, _ in COMPARED)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _engine_ceiling(engine: EngineSettings, load: LoadSettings, workdir: Path) -> list[dict[str, Any]]:
+    """Run the ceiling in its own process: it imports vLLM and spawns the engine core."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+    out = workdir / "engine.json"
+    argv = [
+        sys.executable, "-m", "inference_benchmark.engine_ceiling",
+        "--model", str(engine.model_path), "--model-name", engine.model_name, "--dtype", engine.dtype,
+        "--max-model-len", str(engine.max_model_len), "--max-num-seqs", str(engine.max_num_seqs),
+        "--enforce-eager" if engine.enforce_eager else "--no-enforce-eager",
+        "--output-json", str(out), *replace(load, progress=False).to_argv(),
+    ]  # fmt: skip
+    with (workdir / "engine.log").open("wb") as log:
+        done = subprocess.run(argv, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        raise ServerError(f"the engine ceiling run failed ({done.returncode}); see {workdir / 'engine.log'}")
+    return json.loads(out.read_text())["runs"]
+
+
+def _start_servers(
+    stack: contextlib.ExitStack, engine: EngineSettings, args: argparse.Namespace, workdir: Path
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Start the wanted servers one after the other; returns base URLs and, per failed one, why."""
+    urls: dict[str, str] = {}
+    failures: dict[str, str] = {}
+    for target in ("ours", "vllm"):
+        if target not in args.targets:
+            continue
+        print(f"starting {target} (log: {workdir / f'{target}.log'})", file=sys.stderr, flush=True)
+        try:
+            port = servers.free_port()
+            command = (
+                servers.runtime_command(engine, port, workdir, CLASS_FOR_API[args.api])
+                if target == "ours"
+                else servers.vllm_command(engine, port)
+            )
+            urls[target] = stack.enter_context(
+                servers.running(command, workdir / f"{target}.log", args.server_timeout)
+            )
+        except (ServerError, OSError) as exc:
+            failures[target] = str(exc)
+            print(f"{target}: {exc}", file=sys.stderr, flush=True)
+    return urls, failures
+
+
+def _interleaved_sweeps(
+    urls: dict[str, str], engine: EngineSettings, load: LoadSettings, api: str
+) -> dict[str, list[dict[str, Any]]]:
+    """Each load point against every server in turn, alternating who goes first.
+
+    The machine is shared, so background load drifts; taking each point on both servers back to back
+    (instead of one whole sweep after the other) exposes them to the same conditions. An idle vLLM
+    server costs about 2% of a core, so keeping both up meanwhile does not disturb the other.
+    """
+    results: dict[str, list[dict[str, Any]]] = {target: [] for target in urls}
+    for index, point in enumerate(load.points):
+        order = list(urls) if index % 2 == 0 else list(reversed(urls))
+        for target in order:
+            target_spec = HttpTarget(urls[target], api, engine.model_name)
+            _, runs = asyncio.run(http_sweep(target_spec, replace(load, points=(point,))))
+            results[target].extend(run.as_dict() for run in runs)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.targets = [t for t in TARGETS if t in {part.strip() for part in args.targets.split(",")}]
+    if not args.targets:
+        parser.error(f"--targets names none of {', '.join(TARGETS)}")
+    if not (args.model / "config.json").is_file():
+        parser.error(f"{args.model} is not a Hugging Face model folder (no config.json)")
+    try:
+        load = load_settings(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    engine = EngineSettings(
+        args.model.resolve(),
+        args.model_name,
+        args.dtype,
+        args.max_model_len,
+        args.max_num_seqs,
+        args.enforce_eager,
+    )
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vif-side-by-side-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        urls, failures = _start_servers(stack, engine, args, workdir)
+        results = _interleaved_sweeps(urls, engine, load, args.api)
+    if "engine" in args.targets:
+        print(f"running the engine ceiling (log: {workdir / 'engine.log'})", file=sys.stderr, flush=True)
+        try:
+            results["engine"] = _engine_ceiling(engine, load, workdir)
+        except (ServerError, OSError) as exc:
+            failures["engine"] = str(exc)
+            print(f"engine: {exc}", file=sys.stderr, flush=True)
+    for target, runs in results.items():
+        print(f"{target}:\n{report.sweep_table(runs)}\n")
+    if results:
+        print(comparison_table(results))
+    if args.output_json:
+        document = {
+            "machine": machine.describe(),
+            "engine": engine.describe(),
+            "load": load.describe(),
+            "api": args.api,
+            "results": results,
+            "failures": failures,
+            "ratios": ratios(results["ours"], results["vllm"])
+            if {"ours", "vllm"} <= results.keys()
+            else None,
+        }
+        args.output_json.write_text(json.dumps(document, indent=2) + "\n")
+    return 1 if failures else 0
