@@ -56,8 +56,12 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``on_fatal`` is called when the engine cannot start (the CLI exits non-zero)."""
     state = RuntimeState(
-        settings=settings, model=model, serving_classes=serving_classes, keys=keys or KeyRing(),
-        metrics=metrics_registry or Metrics(), admission=Admission(settings.limits.concurrency),
+        settings=settings,
+        model=model,
+        serving_classes=serving_classes,
+        keys=keys or KeyRing(),
+        metrics=metrics_registry or Metrics(),
+        admission=Admission(settings.limits.concurrency),
     )
 
     async def load_engine() -> None:
@@ -69,13 +73,23 @@ def create_app(
             if on_fatal is not None:
                 on_fatal()
             return
-        ctx = ServingContext(engine=engine, model=model, limits=settings.limits, admission=state.admission,
-                             metrics=state.metrics, log_content=settings.log.log_content)
+        ctx = ServingContext(
+            engine=engine,
+            model=model,
+            limits=settings.limits,
+            admission=state.admission,
+            metrics=state.metrics,
+            log_content=settings.log.log_content,
+        )
         instances = {cls: cls(ctx) for cls in serving_classes}
         state.servings = {path: instances[cls] for path, cls in app.state.route_owners.items()}
         state.engine = engine
-        logger.info("model %s is ready (max_model_len %d); serving %s", model.name, engine.max_model_len,
-                    ", ".join(sorted(state.servings)))
+        logger.info(
+            "model %s is ready (max_model_len %d); serving %s",
+            model.name,
+            engine.max_model_len,
+            ", ".join(sorted(state.servings)),
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,8 +104,13 @@ def create_app(
                 state.engine.shutdown()
                 logger.info("engine stopped")
 
-    app = FastAPI(title="vLLM Inference Framework runtime", version=__version__, lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="vLLM Inference Framework runtime",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
     app.state.runtime = state
     app.include_router(info.router)
     app.include_router(metrics.router)
@@ -107,8 +126,12 @@ def _render(request: Request, error: APIError) -> Response:
     serving = state.servings.get(request.url.path)
     if serving is not None:
         return serving.create_error_response(error)
-    return Response(orjson.dumps(openai_error_body(error)), status_code=error.status,
-                    media_type="application/json", headers=error.headers)
+    return Response(
+        orjson.dumps(openai_error_body(error)),
+        status_code=error.status,
+        media_type="application/json",
+        headers=error.headers,
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -120,8 +143,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
-        return _render(request, InvalidRequest(f"Invalid value for '{param}': {first.get('msg', 'invalid')}.",
-                                               param=param))
+        return _render(
+            request,
+            InvalidRequest(f"Invalid value for '{param}': {first.get('msg', 'invalid')}.", param=param),
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -27,16 +27,20 @@ OPENAI_CLASSES = ("OpenAIServingChat", "OpenAIServingCompletion")
 
 
 def serving_classes(model: ResolvedModel) -> list[type[BaseServingEngine]]:
-    """The primary class first (it wins shared paths), then the OpenAI routes unless disabled."""
+    """The primary class first (it wins shared paths), then the OpenAI routes unless disabled, then extras."""
     names = [model.config.class_name]
     if model.config.openai_routes:
         names += [n for n in OPENAI_CLASSES if n not in names]
+    names += [n for n in model.config.extra_protocols if n not in names]
     return [load_serving_class(n) for n in names]
 
 
 def prepare(settings: Settings) -> tuple[ResolvedModel, list[type[BaseServingEngine]], KeyRing]:
-    policy = PathPolicy(model_root=settings.model_root, config_dir=settings.config_path.resolve().parent,
-                        extra_roots=settings.allowed_roots)
+    policy = PathPolicy(
+        model_root=settings.model_root,
+        config_dir=settings.config_path.resolve().parent,
+        extra_roots=settings.allowed_roots,
+    )
     model = load_model_config(settings.config_path, settings.model_name, policy)
     try:
         classes = serving_classes(model)
@@ -102,13 +106,26 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     holder: list[DrainingServer] = []
     app = create_app(settings, model, classes, keys=keys, on_fatal=lambda: holder[0].fatal())
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-                            timeout_graceful_shutdown=max(1, int(settings.shutdown_grace)), lifespan="on",
-                            server_header=False)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace)),
+        lifespan="on",
+        server_header=False,
+    )
     server = DrainingServer(config, app.state.runtime, settings.shutdown_grace)
     holder.append(server)
-    logger.info("serving model %s from %s on http://%s:%d (keys: %s)", model.name, model.model_path,
-                settings.host, settings.port, f"{len(keys)} configured" if keys.enabled else "off")
+    logger.info(
+        "serving model %s from %s on http://%s:%d (keys: %s)",
+        model.name,
+        model.model_path,
+        settings.host,
+        settings.port,
+        f"{len(keys)} configured" if keys.enabled else "off",
+    )
     server.run()
     sys.exit(server.exit_code)
 

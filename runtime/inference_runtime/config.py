@@ -47,6 +47,9 @@ class ModelConfig(BaseModel):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     engine_args: dict[str, Any] = Field(default_factory=dict, description="Further vLLM engine arguments.")
     openai_routes: bool = Field(True, description="Also serve OpenAI chat and completions routes.")
+    extra_protocols: list[str] = Field(
+        default_factory=list, max_length=32, description="Further registered serving classes to mount."
+    )
 
     @field_validator("engine_args")
     @classmethod

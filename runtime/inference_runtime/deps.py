@@ -23,8 +23,12 @@ StateDep = Annotated[RuntimeState, Depends(get_state)]
 def request_context(request: Request, state: StateDep) -> None:
     """Give the request an id (the client's ``X-Request-Id`` when it is sane) and check its API key."""
     client_id = request.headers.get("x-request-id")
-    request.state.request_id = client_id if client_id and _CLIENT_ID.fullmatch(client_id) else uuid.uuid4().hex
-    request.state.key_id = state.keys.check(request.headers.get("authorization")) if state.keys.enabled else "-"
+    request.state.request_id = (
+        client_id if client_id and _CLIENT_ID.fullmatch(client_id) else uuid.uuid4().hex
+    )
+    request.state.key_id = (
+        state.keys.check(request.headers.get("authorization")) if state.keys.enabled else "-"
+    )
 
 
 def metrics_auth(request: Request, state: StateDep) -> None:

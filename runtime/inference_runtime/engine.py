@@ -171,7 +171,7 @@ def _sampling_params(spec: SamplingSpec, stream: bool) -> SamplingParams:
             structured_outputs=structured,
             output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
         )
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, VLLMClientError) as exc:
         raise EngineRequestError(str(exc)) from exc
 
 

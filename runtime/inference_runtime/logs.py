@@ -12,8 +12,19 @@ import time
 
 from inference_runtime.settings import LogSettings
 
-ACCESS_FIELDS = ("request_id", "model", "protocol", "key_id", "status", "latency", "ttft", "prompt_tokens",
-                 "completion_tokens", "stream", "error_type")
+ACCESS_FIELDS = (
+    "request_id",
+    "model",
+    "protocol",
+    "key_id",
+    "status",
+    "latency",
+    "ttft",
+    "prompt_tokens",
+    "completion_tokens",
+    "stream",
+    "error_type",
+)
 
 
 class JSONFormatter(logging.Formatter):
@@ -21,7 +32,8 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -62,7 +74,10 @@ def configure_logging(settings: LogSettings) -> None:
     if settings.file is not None:
         settings.file.parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.handlers.RotatingFileHandler(
-            settings.file, maxBytes=settings.file_max_bytes, backupCount=settings.file_backups, encoding="utf-8"
+            settings.file,
+            maxBytes=settings.file_max_bytes,
+            backupCount=settings.file_backups,
+            encoding="utf-8",
         )
         file_handler.setFormatter(_formatter(settings.format))
         root.addHandler(file_handler)

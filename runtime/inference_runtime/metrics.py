@@ -22,31 +22,49 @@ class Metrics:
         self.registry = registry
         labels = ["model", "protocol"]
         self.requests = Counter(
-            PREFIX + "requests", "Finished requests by HTTP status.", [*labels, "status", "key_id"],
+            PREFIX + "requests",
+            "Finished requests by HTTP status.",
+            [*labels, "status", "key_id"],
             registry=registry,
         )
         self.in_flight = Gauge(
-            PREFIX + "requests_in_flight", "Requests admitted and not yet finished.", labels, registry=registry
+            PREFIX + "requests_in_flight",
+            "Requests admitted and not yet finished.",
+            labels,
+            registry=registry,
         )
         self.rejected = Counter(
-            PREFIX + "requests_rejected", "Requests refused by overload control (429).", labels,
+            PREFIX + "requests_rejected",
+            "Requests refused by overload control (429).",
+            labels,
             registry=registry,
         )
         self.errors = Counter(
-            PREFIX + "request_errors", "Failed requests by error type.", [*labels, "error_type"],
+            PREFIX + "request_errors",
+            "Failed requests by error type.",
+            [*labels, "error_type"],
             registry=registry,
         )
         self.e2e = Histogram(
-            PREFIX + "request_duration_seconds", "End-to-end request latency.", labels,
-            buckets=LATENCY_BUCKETS, registry=registry,
+            PREFIX + "request_duration_seconds",
+            "End-to-end request latency.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )
         self.ttft = Histogram(
-            PREFIX + "time_to_first_token_seconds", "Time from arrival to the first generated token.", labels,
-            buckets=TTFT_BUCKETS, registry=registry,
+            PREFIX + "time_to_first_token_seconds",
+            "Time from arrival to the first generated token.",
+            labels,
+            buckets=TTFT_BUCKETS,
+            registry=registry,
         )
         self.itl = Histogram(
-            PREFIX + "inter_token_latency_seconds", "Time between streamed tokens.", labels,
-            buckets=ITL_BUCKETS, registry=registry,
+            PREFIX + "inter_token_latency_seconds",
+            "Time between streamed tokens.",
+            labels,
+            buckets=ITL_BUCKETS,
+            registry=registry,
         )
         self.prompt_tokens = Counter(
             PREFIX + "prompt_tokens", "Prompt tokens processed.", labels, registry=registry
@@ -55,7 +73,9 @@ class Metrics:
             PREFIX + "completion_tokens", "Tokens generated.", labels, registry=registry
         )
         self.finished = Counter(
-            PREFIX + "finish_reason", "Generated sequences by finish reason.", [*labels, "reason"],
+            PREFIX + "finish_reason",
+            "Generated sequences by finish reason.",
+            [*labels, "reason"],
             registry=registry,
         )
 

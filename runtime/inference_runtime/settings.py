@@ -71,36 +71,74 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = p.add_argument
     add("--model-name", default=_env("MODEL_NAME"), help="model to serve, a key of the config [$MODEL_NAME]")
-    add("--config", default=_env("MODEL_CONFIG", "conf/model_config.json"),
-        help="model config file [$MODEL_CONFIG, default conf/model_config.json]")
+    add(
+        "--config",
+        default=_env("MODEL_CONFIG", "conf/model_config.json"),
+        help="model config file [$MODEL_CONFIG, default conf/model_config.json]",
+    )
     add("--host", default=_env("SERVICE_HOST", "127.0.0.1"), help="bind address [$SERVICE_HOST, 127.0.0.1]")
     add("--port", type=int, default=int(_env("SERVICE_PORT", "8000")), help="port [$SERVICE_PORT, 8000]")
     add("--tensor-parallel-size", type=int, default=None, help="override the config's tensor_parallel_size")
     add("--max-model-len", type=int, default=None, help="override the config's max_model_len")
-    add("--limit-concurrency", type=int, default=int(_env("LIMIT_CONCURRENCY", "100")),
-        help="requests served at once; more get 429 with Retry-After [$LIMIT_CONCURRENCY, 100]")
+    add(
+        "--limit-concurrency",
+        type=int,
+        default=int(_env("LIMIT_CONCURRENCY", "100")),
+        help="requests served at once; more get 429 with Retry-After [$LIMIT_CONCURRENCY, 100]",
+    )
     add("--max-body-bytes", type=int, default=_LIMITS.max_body_bytes, help="largest request body accepted")
     add("--max-n", type=int, default=_LIMITS.max_n, help="largest n (choices per request)")
     add("--max-messages", type=int, default=_LIMITS.max_messages, help="most chat messages per request")
-    add("--request-timeout", type=float, default=float(_env("REQUEST_TIMEOUT", str(_LIMITS.request_timeout))),
-        help="seconds before a request is cut off and its engine work freed [$REQUEST_TIMEOUT, 600]")
-    add("--model-root", default=_env("MODEL_ROOT", str(DEFAULT_MODEL_ROOT)),
-        help="relative model_path values resolve here; an allowed root [$MODEL_ROOT]")
-    add("--allowed-root", action="append", default=[],
-        help="a further folder model files and templates may come from (repeatable) [$ALLOWED_ROOTS, ':'-separated]")
-    add("--api-keys-file", default=_env("API_KEYS_FILE"),
-        help="file with one API key per line (`id:key` or a bare key) [$API_KEYS_FILE]; keys also from $API_KEYS")
-    add("--metrics-require-auth", action="store_true", default=_env("METRICS_REQUIRE_AUTH") == "1",
-        help="require an API key on /metrics too [$METRICS_REQUIRE_AUTH=1]")
-    add("--shutdown-grace", type=float, default=float(_env("SHUTDOWN_GRACE", "30")),
-        help="seconds in-flight requests get to finish after SIGTERM [$SHUTDOWN_GRACE, 30]")
+    add(
+        "--request-timeout",
+        type=float,
+        default=float(_env("REQUEST_TIMEOUT", str(_LIMITS.request_timeout))),
+        help="seconds before a request is cut off and its engine work freed [$REQUEST_TIMEOUT, 600]",
+    )
+    add(
+        "--model-root",
+        default=_env("MODEL_ROOT", str(DEFAULT_MODEL_ROOT)),
+        help="relative model_path values resolve here; an allowed root [$MODEL_ROOT]",
+    )
+    add(
+        "--allowed-root",
+        action="append",
+        default=[],
+        help="a further folder model files and templates may come from (repeatable) "
+        "[$ALLOWED_ROOTS, ':'-separated]",
+    )
+    add(
+        "--api-keys-file",
+        default=_env("API_KEYS_FILE"),
+        help="file with one API key per line (`id:key` or a bare key) [$API_KEYS_FILE]; "
+        "keys also from $API_KEYS",
+    )
+    add(
+        "--metrics-require-auth",
+        action="store_true",
+        default=_env("METRICS_REQUIRE_AUTH") == "1",
+        help="require an API key on /metrics too [$METRICS_REQUIRE_AUTH=1]",
+    )
+    add(
+        "--shutdown-grace",
+        type=float,
+        default=float(_env("SHUTDOWN_GRACE", "30")),
+        help="seconds in-flight requests get to finish after SIGTERM [$SHUTDOWN_GRACE, 30]",
+    )
     add("--log-format", choices=["text", "json"], default=_env("LOG_FORMAT", "text"), help="[$LOG_FORMAT]")
     add("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[$LOG_LEVEL, INFO]")
     add("--log-file", default=_env("LOG_FILE"), help="also log to this rotating file [$LOG_FILE]")
-    add("--log-syslog", default=_env("LOG_SYSLOG"),
-        help="also send logs to syslog at host:port (UDP) or a unix socket path [$LOG_SYSLOG]")
-    add("--log-content", action="store_true", default=_env("LOG_CONTENT") == "1",
-        help="log prompts and completions (off by default) [$LOG_CONTENT=1]")
+    add(
+        "--log-syslog",
+        default=_env("LOG_SYSLOG"),
+        help="also send logs to syslog at host:port (UDP) or a unix socket path [$LOG_SYSLOG]",
+    )
+    add(
+        "--log-content",
+        action="store_true",
+        default=_env("LOG_CONTENT") == "1",
+        help="log prompts and completions (off by default) [$LOG_CONTENT=1]",
+    )
     return p
 
 
@@ -111,8 +149,12 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         parser.error("--model-name (or $MODEL_NAME) is required")
     env_roots = [r for r in (_env("ALLOWED_ROOTS") or "").split(":") if r]
     env_keys = tuple(k.strip() for k in (_env("API_KEYS") or "").split(",") if k.strip())
-    for flag, value in (("--limit-concurrency", ns.limit_concurrency), ("--max-n", ns.max_n),
-                        ("--max-body-bytes", ns.max_body_bytes), ("--max-messages", ns.max_messages)):
+    for flag, value in (
+        ("--limit-concurrency", ns.limit_concurrency),
+        ("--max-n", ns.max_n),
+        ("--max-body-bytes", ns.max_body_bytes),
+        ("--max-messages", ns.max_messages),
+    ):
         if value < 1:
             parser.error(f"{flag} must be at least 1")
     if ns.request_timeout <= 0 or ns.shutdown_grace < 0:

@@ -39,8 +39,15 @@ async def version() -> Response:
     return JSONResponse({"version": __version__, "vllm_version": VLLM_VERSION})
 
 
-@router.get("/v1/models", summary="The served model (OpenAI list format).", dependencies=[Depends(request_context)])
+@router.get(
+    "/v1/models", summary="The served model (OpenAI list format).", dependencies=[Depends(request_context)]
+)
 async def models(state: StateDep) -> Response:
-    card = {"id": state.model.name, "object": "model", "created": state.created, "owned_by": "vllm-inference",
-            "max_model_len": state.engine.max_model_len if state.engine else state.model.config.max_model_len}
+    card = {
+        "id": state.model.name,
+        "object": "model",
+        "created": state.created,
+        "owned_by": "vllm-inference",
+        "max_model_len": state.engine.max_model_len if state.engine else state.model.config.max_model_len,
+    }
     return JSONResponse({"object": "list", "data": [card]})

@@ -16,7 +16,9 @@ def _endpoint(path: str) -> Any:
     async def serve(request: Request) -> Response:
         serving = request.app.state.runtime.servings.get(path)
         if serving is None:
-            raise Unavailable("The model is loading; retry when /ready answers 200.", headers={"Retry-After": "5"})
+            raise Unavailable(
+                "The model is loading; retry when /ready answers 200.", headers={"Retry-After": "5"}
+            )
         return await serving.handle(request)
 
     return serve
@@ -33,11 +35,21 @@ def attach(app: FastAPI, classes: list[type[BaseServingEngine]]) -> dict[str, ty
                 continue
             owners[path] = cls
             router.add_api_route(
-                path, _endpoint(path), methods=["POST"], tags=[cls.protocol], name=f"{cls.__name__}:{path}",
+                path,
+                _endpoint(path),
+                methods=["POST"],
+                tags=[cls.protocol],
+                name=f"{cls.__name__}:{path}",
                 summary=(cls.__doc__ or cls.__name__).strip().splitlines()[0],
-                openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {k: v for k, v in schema.items() if k != "$defs"}}}},
-                    "x-defs": schema.get("$defs", {})},
+                openapi_extra={
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {k: v for k, v in schema.items() if k != "$defs"}}
+                        },
+                    },
+                    "x-defs": schema.get("$defs", {}),
+                },
             )
     app.include_router(router)
     return owners

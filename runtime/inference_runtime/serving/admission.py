@@ -27,5 +27,6 @@ class Admission:
             return Unavailable("The server is shutting down.", headers={"Retry-After": "1"})
         return Overloaded(
             f"The server is at its limit of {self.limit} concurrent requests; retry shortly.",
-            code="concurrency_limit", headers={"Retry-After": "1"},
+            code="concurrency_limit",
+            headers={"Retry-After": "1"},
         )

@@ -146,12 +146,21 @@ class BaseServingEngine:
         elif max_tokens > remaining:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {self.engine.max_model_len} tokens; the prompt has "
-                f"{prompt_tokens} tokens and max_tokens is {max_tokens}. Lower max_tokens or shorten the prompt.",
+                f"{prompt_tokens} tokens and max_tokens is {max_tokens}. "
+                "Lower max_tokens or shorten the prompt.",
                 param="max_tokens",
             )
         spec = SamplingSpec(max_tokens=max_tokens, n=getattr(request, "n", None) or 1)
-        for name in ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty",
-                     "repetition_penalty", "seed"):
+        for name in (
+            "temperature",
+            "top_p",
+            "top_k",
+            "min_p",
+            "presence_penalty",
+            "frequency_penalty",
+            "repetition_penalty",
+            "seed",
+        ):
             value = getattr(request, name, None)
             if value is not None:
                 setattr(spec, name, value)
@@ -184,8 +193,12 @@ class BaseServingEngine:
 
     def create_error_response(self, error: APIError) -> Response:
         """Render an error in this protocol's format (the OpenAI envelope by default)."""
-        return Response(orjson.dumps(openai_error_body(error)), status_code=error.status, media_type=JSON,
-                        headers=error.headers)
+        return Response(
+            orjson.dumps(openai_error_body(error)),
+            status_code=error.status,
+            media_type=JSON,
+            headers=error.headers,
+        )
 
     # --------------------------------------------------------- shared helpers
     def tokenize(self, prompt: str | list[int]) -> PromptInput:
@@ -198,16 +211,22 @@ class BaseServingEngine:
         """Apply the configured chat template (or the model's own) to role/content messages."""
         try:
             return self.engine.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=add_generation_prompt,
+                messages,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
                 chat_template=self.ctx.model.chat_template,
             )
         except Exception as exc:
-            raise InvalidRequest(f"The messages cannot be rendered with the chat template: {exc}"[:500],
-                                 param="messages") from None
+            raise InvalidRequest(
+                f"The messages cannot be rendered with the chat template: {exc}"[:500], param="messages"
+            ) from None
 
     def usage(self, prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-        return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens}
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
 
     def check_length(self, prompt: PromptInput) -> None:
         limit = self.engine.max_model_len
@@ -223,8 +242,12 @@ class BaseServingEngine:
     async def handle(self, raw_request: Request) -> Response:
         """Serve one HTTP request end to end. Never raises: every failure becomes an error response."""
         request_id: str = raw_request.state.request_id
-        record = RequestRecord(request_id=request_id, model=self.model_name, protocol=self.protocol,
-                               key_id=getattr(raw_request.state, "key_id", "-"))
+        record = RequestRecord(
+            request_id=request_id,
+            model=self.model_name,
+            protocol=self.protocol,
+            key_id=getattr(raw_request.state, "key_id", "-"),
+        )
         admitted = streaming = False
         try:
             if not self.ctx.admission.try_acquire():
@@ -249,13 +272,19 @@ class BaseServingEngine:
                 record.stream = streaming = True
                 state = StreamState(id=response_id, created=int(time.time()), prompts=prompts)
                 events = self._stream(request, prompts, specs, state, record)
-                return _GuardedStream(events, on_close=lambda: self._finish(record, admitted=True),
-                                      headers={"X-Request-Id": request_id})
+                return _GuardedStream(
+                    events,
+                    on_close=lambda: self._finish(record, admitted=True),
+                    headers={"X-Request-Id": request_id},
+                )
             result = await self._complete(request, prompts, specs, response_id, record, raw_request)
             if self.ctx.log_content:
                 logger.info("request_id=%s completion=%r", request_id, [c.text for c in result.choices])
-            return Response(orjson.dumps(self.create_response(request, result)), media_type=JSON,
-                            headers={"X-Request-Id": request_id})
+            return Response(
+                orjson.dumps(self.create_response(request, result)),
+                media_type=JSON,
+                headers={"X-Request-Id": request_id},
+            )
         except Exception as exc:
             streaming = False
             error = self._to_api_error(exc, request_id)
@@ -292,13 +321,19 @@ class BaseServingEngine:
         return f"{response_id}-{index}"
 
     async def _complete(
-        self, request: Any, prompts: list[PromptInput], specs: list[SamplingSpec], response_id: str,
-        record: RequestRecord, raw_request: Request,
+        self,
+        request: Any,
+        prompts: list[PromptInput],
+        specs: list[SamplingSpec],
+        response_id: str,
+        record: RequestRecord,
+        raw_request: Request,
     ) -> Completion:
         async def run(i: int) -> list[ChoiceOutput]:
             final: GenerationChunk | None = None
-            async for chunk in self.engine.generate(prompts[i].token_ids, specs[i],
-                                                    self._engine_id(response_id, i), stream=False):
+            async for chunk in self.engine.generate(
+                prompts[i].token_ids, specs[i], self._engine_id(response_id, i), stream=False
+            ):
                 final = chunk
             assert final is not None
             record.tokens_arrived(sum(c.num_tokens for c in final.choices))
@@ -309,8 +344,9 @@ class BaseServingEngine:
         work = asyncio.ensure_future(asyncio.gather(*(run(i) for i in range(len(prompts)))))
         gone = asyncio.ensure_future(_wait_disconnect(raw_request))
         try:
-            done, _ = await asyncio.wait({work, gone}, timeout=self.ctx.limits.request_timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {work, gone}, timeout=self.ctx.limits.request_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
             if work not in done:
                 work.cancel()  # closes the engine generators, which aborts the engine requests
                 await asyncio.gather(work, return_exceptions=True)
@@ -322,20 +358,33 @@ class BaseServingEngine:
             gone.cancel()
         choices = [c for group in per_prompt for c in group]
         record.finish_reasons = [c.finish_reason or "abort" for c in choices]
-        return Completion(id=response_id, created=int(time.time()), prompts=prompts, choices=choices,
-                          prompt_tokens=record.prompt_tokens, completion_tokens=record.completion_tokens)
+        return Completion(
+            id=response_id,
+            created=int(time.time()),
+            prompts=prompts,
+            choices=choices,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+        )
 
     async def _stream(
-        self, request: Any, prompts: list[PromptInput], specs: list[SamplingSpec], state: StreamState,
+        self,
+        request: Any,
+        prompts: list[PromptInput],
+        specs: list[SamplingSpec],
+        state: StreamState,
         record: RequestRecord,
     ) -> AsyncIterator[bytes]:
         state.prompt_tokens = record.prompt_tokens
         deadline = asyncio.get_running_loop().time() + self.ctx.limits.request_timeout
         try:
-            async for i, chunk in _merge([
-                self.engine.generate(p.token_ids, s, self._engine_id(state.id, i), stream=True)
-                for i, (p, s) in enumerate(zip(prompts, specs, strict=True))
-            ], deadline):
+            async for i, chunk in _merge(
+                [
+                    self.engine.generate(p.token_ids, s, self._engine_id(state.id, i), stream=True)
+                    for i, (p, s) in enumerate(zip(prompts, specs, strict=True))
+                ],
+                deadline,
+            ):
                 new = sum(c.num_tokens for c in chunk.choices)
                 record.tokens_arrived(new)
                 state.completion_tokens += new
@@ -361,8 +410,11 @@ class _GuardedStream(StreamingResponse):
     also when the client disconnects before or during the stream (which aborts the engine work)."""
 
     def __init__(self, content: AsyncIterator[bytes], *, on_close: Any, headers: dict[str, str]) -> None:
-        super().__init__(content, media_type="text/event-stream",
-                         headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
         self._on_close = on_close
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

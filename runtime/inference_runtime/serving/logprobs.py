@@ -15,7 +15,9 @@ def chat_logprobs(items: list[TokenLogprob] | None, top: int) -> dict[str, Any]:
     return {
         "content": [
             {
-                "token": lp.token, "logprob": lp.logprob, "bytes": _bytes(lp.token),
+                "token": lp.token,
+                "logprob": lp.logprob,
+                "bytes": _bytes(lp.token),
                 "top_logprobs": [{"token": t, "logprob": v, "bytes": _bytes(t)} for t, v in lp.top[:top]],
             }
             for lp in items or []
@@ -32,5 +34,9 @@ def completion_logprobs(items: list[TokenLogprob] | None, top: int, text_offset:
         top_logprobs.append(dict(lp.top[:top]) if top else None)
         offsets.append(offset)
         offset += len(lp.token)
-    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top_logprobs,
-            "text_offset": offsets}
+    return {
+        "tokens": tokens,
+        "token_logprobs": token_logprobs,
+        "top_logprobs": top_logprobs,
+        "text_offset": offsets,
+    }

@@ -41,7 +41,8 @@ def load_serving_class(name: str) -> type[BaseServingEngine]:
     table = registered()
     if name not in table:
         raise ConfigError(
-            f"class_name '{name[:100]}' is not a registered serving class; registered: {', '.join(sorted(table))}"
+            f"class_name '{name[:100]}' is not a registered serving class; "
+            f"registered: {', '.join(sorted(table))}"
         )
     module_name, _, attr = table[name].partition(":")
     try:

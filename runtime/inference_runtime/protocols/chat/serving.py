@@ -62,8 +62,12 @@ class OpenAIServingChat(BaseServingEngine):
             for c in result.choices
         ]
         return {
-            "id": result.id, "object": "chat.completion", "created": result.created, "model": self.model_name,
-            "choices": choices, "usage": self.usage(result.prompt_tokens, result.completion_tokens),
+            "id": result.id,
+            "object": "chat.completion",
+            "created": result.created,
+            "model": self.model_name,
+            "choices": choices,
+            "usage": self.usage(result.prompt_tokens, result.completion_tokens),
         }
 
     def stream_chunks(
@@ -76,15 +80,31 @@ class OpenAIServingChat(BaseServingEngine):
             if c.index not in state.begun:  # the first chunk of a choice names the role
                 state.begun.add(c.index)
                 delta = {"role": self.ctx.model.config.response_role, "content": c.text}
-            choice: dict[str, Any] = {"index": c.index, "delta": delta, "logprobs": None,
-                                      "finish_reason": c.finish_reason}
+            choice: dict[str, Any] = {
+                "index": c.index,
+                "delta": delta,
+                "logprobs": None,
+                "finish_reason": c.finish_reason,
+            }
             if request.logprobs:
                 choice["logprobs"] = chat_logprobs(c.logprobs, top)
-            events.append({"id": state.id, "object": "chat.completion.chunk", "created": state.created,
-                           "model": self.model_name, "choices": [choice]})
+            events.append(
+                {
+                    "id": state.id,
+                    "object": "chat.completion.chunk",
+                    "created": state.created,
+                    "model": self.model_name,
+                    "choices": [choice],
+                }
+            )
         return events
 
     def stream_usage(self, request: ChatCompletionRequest, state: StreamState) -> dict[str, Any]:
-        return {"id": state.id, "object": "chat.completion.chunk", "created": state.created,
-                "model": self.model_name, "choices": [],
-                "usage": self.usage(state.prompt_tokens, state.completion_tokens)}
+        return {
+            "id": state.id,
+            "object": "chat.completion.chunk",
+            "created": state.created,
+            "model": self.model_name,
+            "choices": [],
+            "usage": self.usage(state.prompt_tokens, state.completion_tokens),
+        }

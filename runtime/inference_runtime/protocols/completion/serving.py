@@ -60,16 +60,23 @@ class OpenAIServingCompletion(BaseServingEngine):
     def create_response(self, request: CompletionRequest, result: Completion) -> dict[str, Any]:
         choices = []
         for c in result.choices:
-            choices.append({
-                "index": c.index,
-                "text": self._echo(request, result.prompts, c.index, request.n) + c.text,
-                "logprobs": completion_logprobs(c.logprobs, request.logprobs or 0)
-                if request.logprobs is not None else None,
-                "finish_reason": c.finish_reason,
-            })
+            choices.append(
+                {
+                    "index": c.index,
+                    "text": self._echo(request, result.prompts, c.index, request.n) + c.text,
+                    "logprobs": completion_logprobs(c.logprobs, request.logprobs or 0)
+                    if request.logprobs is not None
+                    else None,
+                    "finish_reason": c.finish_reason,
+                }
+            )
         return {
-            "id": result.id, "object": "text_completion", "created": result.created, "model": self.model_name,
-            "choices": choices, "usage": self.usage(result.prompt_tokens, result.completion_tokens),
+            "id": result.id,
+            "object": "text_completion",
+            "created": result.created,
+            "model": self.model_name,
+            "choices": choices,
+            "usage": self.usage(result.prompt_tokens, result.completion_tokens),
         }
 
     def stream_chunks(
@@ -81,13 +88,31 @@ class OpenAIServingCompletion(BaseServingEngine):
             if c.index not in state.begun:
                 state.begun.add(c.index)
                 text = self._echo(request, state.prompts, c.index, request.n) + text
-            choice = {"index": c.index, "text": text, "finish_reason": c.finish_reason,
-                      "logprobs": completion_logprobs(c.logprobs, request.logprobs or 0)
-                      if request.logprobs is not None else None}
-            events.append({"id": state.id, "object": "text_completion", "created": state.created,
-                           "model": self.model_name, "choices": [choice]})
+            choice = {
+                "index": c.index,
+                "text": text,
+                "finish_reason": c.finish_reason,
+                "logprobs": completion_logprobs(c.logprobs, request.logprobs or 0)
+                if request.logprobs is not None
+                else None,
+            }
+            events.append(
+                {
+                    "id": state.id,
+                    "object": "text_completion",
+                    "created": state.created,
+                    "model": self.model_name,
+                    "choices": [choice],
+                }
+            )
         return events
 
     def stream_usage(self, request: CompletionRequest, state: StreamState) -> dict[str, Any]:
-        return {"id": state.id, "object": "text_completion", "created": state.created, "model": self.model_name,
-                "choices": [], "usage": self.usage(state.prompt_tokens, state.completion_tokens)}
+        return {
+            "id": state.id,
+            "object": "text_completion",
+            "created": state.created,
+            "model": self.model_name,
+            "choices": [],
+            "usage": self.usage(state.prompt_tokens, state.completion_tokens),
+        }

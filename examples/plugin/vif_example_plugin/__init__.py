@@ -1,0 +1,71 @@
+"""An example protocol plugin: ``POST /instruct`` with an Alpaca-style prompt and its own error format.
+
+It overrides only the hooks it needs; admission, limits, timeouts, disconnects, metrics and streaming
+come from BaseServingEngine.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from inference_runtime.errors import APIError
+from inference_runtime.generation import GenerationChunk
+from inference_runtime.serving.base import BaseServingEngine, Completion, StreamState
+from inference_runtime.serving.fields import SamplingFields
+
+TEMPLATE = (
+    "Below is an instruction that describes a task{ctx}. Write a response that appropriately completes the "
+    "request.\n\n### Instruction:\n{instruction}\n\n{input}### Response:\n"
+)
+
+
+class InstructRequest(SamplingFields):
+    model_config = ConfigDict(extra="forbid")
+    instruction: str = Field(..., min_length=1, max_length=20000)
+    input: str | None = Field(None, max_length=20000)
+
+
+class InstructResponse(BaseModel):
+    id: str
+    output: str
+    finish_reason: str | None
+    tokens: int
+
+
+class AlpacaInstruct(BaseServingEngine):
+    """Alpaca-style instruction following."""
+
+    routes: ClassVar[tuple[str, ...]] = ("/instruct",)
+    request_model = InstructRequest
+    protocol = "instruct"
+    id_prefix = "inst"
+
+    async def create_prompt(self, request: InstructRequest, raw_request: Request) -> str:
+        ctx = ", paired with an input that provides further context" if request.input else ""
+        given = f"### Input:\n{request.input}\n\n" if request.input else ""
+        return TEMPLATE.format(ctx=ctx, instruction=request.instruction, input=given)
+
+    def create_response(self, request: InstructRequest, result: Completion) -> dict[str, Any]:
+        choice = result.choices[0]
+        return InstructResponse(
+            id=result.id,
+            output=choice.text,
+            finish_reason=choice.finish_reason,
+            tokens=result.completion_tokens,
+        ).model_dump()
+
+    def stream_chunks(
+        self, request: InstructRequest, chunk: GenerationChunk, state: StreamState
+    ) -> list[dict[str, Any]]:
+        return [{"id": state.id, "output": c.text, "finish_reason": c.finish_reason} for c in chunk.choices]
+
+    def create_error_response(self, error: APIError) -> Response:
+        body = {"status": "error", "message": error.message, "field": error.param}
+        return Response(
+            orjson.dumps(body), status_code=error.status, media_type="application/json", headers=error.headers
+        )

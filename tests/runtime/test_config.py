@@ -1,0 +1,118 @@
+"""Unit tests of model-config validation and path confinement (no engine)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from inference_runtime.config import ConfigError, PathPolicy, load_model_config
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> tuple[Path, PathPolicy]:
+    conf = tmp_path / "conf"
+    models = tmp_path / "models"
+    (models / "m1").mkdir(parents=True)
+    conf.mkdir()
+    (conf / "tmpl.jinja").write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    return conf, PathPolicy(model_root=models, config_dir=conf)
+
+
+def write(conf: Path, doc: object) -> Path:
+    path = conf / "model_config.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_relative_model_path_resolves_under_model_root(layout: tuple[Path, PathPolicy]) -> None:
+    conf, policy = layout
+    model = load_model_config(write(conf, {"m": {"model_path": "m1"}}), "m", policy)
+    assert model.model_path == (policy.model_root / "m1").resolve()
+    assert model.config.class_name == "OpenAIServingChat"
+    assert model.chat_template is None
+
+
+def test_template_file_and_inline(layout: tuple[Path, PathPolicy]) -> None:
+    conf, policy = layout
+    from_file = load_model_config(
+        write(conf, {"m": {"model_path": "m1", "chat_template": "tmpl.jinja"}}), "m", policy
+    )
+    assert from_file.chat_template is not None and "for m in messages" in from_file.chat_template
+    inline = "{{ messages[0]['content'] }}"
+    assert (
+        load_model_config(
+            write(conf, {"m": {"model_path": "m1", "chat_template": inline}}), "m", policy
+        ).chat_template
+        == inline
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"model_path": "m1", "max_model_len": 0}, "field 'max_model_len'"),
+        ({"model_path": "m1", "tensor_parallel_size": "two"}, "field 'tensor_parallel_size'"),
+        ({"model_path": "m1", "dtype": "int3"}, "field 'dtype'"),
+        ({"model_path": "m1", "unknown": 1}, "field 'unknown'"),
+        ({"model_path": "m1", "engine_args": {"model": "/x"}}, "set model as top-level"),
+        ({}, "field 'model_path'"),
+    ],
+)
+def test_errors_name_model_and_field(layout: tuple[Path, PathPolicy], entry: dict, expected: str) -> None:
+    conf, policy = layout
+    with pytest.raises(ConfigError) as err:
+        load_model_config(write(conf, {"bad-model": entry}), "bad-model", policy)
+    assert "model 'bad-model'" in str(err.value)
+    assert expected in str(err.value)
+
+
+def test_unknown_model_lists_known(layout: tuple[Path, PathPolicy]) -> None:
+    conf, policy = layout
+    with pytest.raises(ConfigError, match="models there: a, b"):
+        load_model_config(write(conf, {"a": {"model_path": "m1"}, "b": {"model_path": "m1"}}), "c", policy)
+
+
+@pytest.mark.parametrize("raw", ["../../etc", "/etc", "m1/../../../etc", "~/"])
+def test_model_path_outside_roots_refused(layout: tuple[Path, PathPolicy], raw: str) -> None:
+    conf, policy = layout
+    with pytest.raises(ConfigError, match=r"model_path: .* resolves outside the allowed roots"):
+        load_model_config(write(conf, {"m": {"model_path": raw}}), "m", policy)
+
+
+def test_symlink_out_of_roots_refused(layout: tuple[Path, PathPolicy], tmp_path: Path) -> None:
+    conf, policy = layout
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, policy.model_root / "link")
+    with pytest.raises(ConfigError, match="outside the allowed roots"):
+        load_model_config(write(conf, {"m": {"model_path": "link"}}), "m", policy)
+
+
+def test_template_traversal_refused(layout: tuple[Path, PathPolicy]) -> None:
+    conf, policy = layout
+    with pytest.raises(ConfigError, match=r"chat_template: '\.\./\.\./etc/passwd' resolves outside"):
+        load_model_config(
+            write(conf, {"m": {"model_path": "m1", "chat_template": "../../etc/passwd"}}), "m", policy
+        )
+
+
+def test_extra_root_allows(layout: tuple[Path, PathPolicy], tmp_path: Path) -> None:
+    conf, policy = layout
+    extra = tmp_path / "elsewhere" / "m2"
+    extra.mkdir(parents=True)
+    wider = PathPolicy(model_root=policy.model_root, config_dir=conf, extra_roots=(extra.parent,))
+    assert load_model_config(write(conf, {"m": {"model_path": str(extra)}}), "m", wider).model_path == extra
+
+
+def test_not_json_and_not_object(layout: tuple[Path, PathPolicy]) -> None:
+    conf, policy = layout
+    path = conf / "model_config.json"
+    path.write_text("{nope")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_model_config(path, "m", policy)
+    path.write_text("[]")
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        load_model_config(path, "m", policy)
