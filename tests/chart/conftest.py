@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from chart_helpers import Helm
+
 from fixtures.prereq import require_path
 
 

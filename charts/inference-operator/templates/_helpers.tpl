@@ -132,25 +132,26 @@ granted (the RBAC test in tests/chart runs the operator under exactly these rule
 - apiGroups: [inference.vif.dev]
   resources: [inferencemodels/finalizers]
   verbs: [update]
-# The model's Deployment, Service and ConfigMap: read to diff (get), server-side apply, which also
-# creates them (patch), and watched by kopf so hand edits are undone at once (list, watch). They are
-# deleted by garbage collection through their ownerReferences, never by the operator.
+# The model's Deployment, Service and ConfigMap: read to diff (get), written by server-side apply
+# (patch; an apply that creates the object is also authorized as create), and watched by kopf so hand
+# edits are undone at once (list, watch). They are deleted by garbage collection through their
+# ownerReferences, never by the operator.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [services, configmaps]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, create, patch]
 # Runtime pods: counted for status.replicas/readyReplicas and read for failure reasons (list), watched
 # so status follows pod changes (watch).
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
-# The model's ServiceMonitor when prometheus-operator is installed: read to diff, applied, and deleted
-# when spec.monitoring.enabled is switched off (Reconciler._prune_servicemonitor).
+# The model's ServiceMonitor when prometheus-operator is installed: read to diff, applied (create,
+# patch), and deleted when spec.monitoring.enabled is switched off (Reconciler._prune_servicemonitor).
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
-  verbs: [get, patch, delete]
+  verbs: [get, create, patch, delete]
 # kopf posts warning-level Kubernetes Events about the resources it handles.
 - apiGroups: [""]
   resources: [events]

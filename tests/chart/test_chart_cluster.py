@@ -1,0 +1,304 @@
+"""The chart against the real test API server (Kubernetes 1.20): a server-side dry run, a real install,
+and the operator reconciling a model with exactly the chart's ServiceAccount and RBAC, without one 403.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+from chart_helpers import CHART, Helm
+
+from fixtures.cluster import KubeCluster, install_crd, wait_for
+
+pytestmark = [pytest.mark.helm, pytest.mark.cluster]
+
+MODEL_NAME = "smollm2"
+MODEL = {
+    "apiVersion": "inference.vif.dev/v1alpha1",
+    "kind": "InferenceModel",
+    "metadata": {"name": MODEL_NAME},
+    "spec": {"model": {"path": "smollm2-135m-instruct"}, "maxModelLen": 2048},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _namespaces(cluster: KubeCluster, *prefixes: str) -> Iterator[list[str]]:
+    """Fresh namespaces, deleted (with everything in them) afterwards."""
+    names = [f"{prefix}-{uuid.uuid4().hex[:8]}" for prefix in prefixes]
+    with cluster.api_client() as client:
+        core = kubernetes.client.CoreV1Api(client)
+        for name in names:
+            core.create_namespace({"metadata": {"name": name}})
+        try:
+            yield names
+        finally:
+            for name in names:
+                core.delete_namespace(name)
+
+
+def _install_chart_crds(cluster: KubeCluster) -> None:
+    """What `helm install` does with crds/ before anything else (a dry run skips it)."""
+    for path in sorted((CHART / "crds").glob("*.yaml")):
+        for manifest in yaml.safe_load_all(path.read_text()):
+            install_crd(cluster, manifest)
+
+
+def _helm_install(helm: Helm, cluster: KubeCluster, release: str, namespace: str, *args: str) -> str:
+    return helm.run(
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+        *args,
+    )
+
+
+def test_install_dry_run_on_the_server(helm: Helm, kube_cluster: KubeCluster) -> None:
+    _install_chart_crds(kube_cluster)
+    with _namespaces(kube_cluster, "ops", "models") as (ops, models):
+        out = _helm_install(
+            helm, kube_cluster, "inference", ops, "--dry-run=server", "--set", f"watchNamespaces={{{models}}}"
+        )
+        assert "STATUS: pending-install" in out
+        rendered = [
+            doc for doc in yaml.safe_load_all(out.split("MANIFEST:", 1)[1].split("NOTES:", 1)[0]) if doc
+        ]
+        kinds = Counter(doc["kind"] for doc in rendered)
+        assert kinds["Deployment"] == 1 and kinds["Role"] == 1 and kinds["KopfPeering"] == 1
+        with kube_cluster.api_client() as client:
+            deployments = kubernetes.client.AppsV1Api(client).list_namespaced_deployment(ops).items
+        assert deployments == [], "a dry run must not create anything"
+
+
+@dataclass(frozen=True)
+class Release:
+    """An installed release and the namespace(s) whose models it serves."""
+
+    name: str
+    namespace: str
+    models_namespace: str
+    cluster_wide: bool
+
+
+@pytest.fixture(params=["namespaced", "cluster-wide"])
+def release(request: pytest.FixtureRequest, helm: Helm, kube_cluster: KubeCluster) -> Iterator[Release]:
+    """A real `helm install` (CRDs, ServiceAccount, RBAC, peering objects, the operator Deployment)."""
+    cluster_wide = request.param == "cluster-wide"
+    with _namespaces(kube_cluster, "ops", "models") as (ops, models):
+        name = f"rel-{uuid.uuid4().hex[:6]}"
+        args = [] if cluster_wide else ["--set", f"watchNamespaces={{{models}}}"]
+        notes = _helm_install(helm, kube_cluster, name, ops, *args)
+        assert f"kubectl -n {models if not cluster_wide else 'default'} apply -f -" in notes
+        try:
+            yield Release(name, ops, models, cluster_wide)
+        finally:
+            helm.run("uninstall", name, "--namespace", ops, "--kubeconfig", str(kube_cluster.kubeconfig))
+
+
+def _service_account_kubeconfig(cluster: KubeCluster, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig holding a fresh token of the ServiceAccount (TokenRequest API), nothing more."""
+    with cluster.api_client() as client:
+        request = kubernetes.client.CoreV1Api(client).create_namespaced_service_account_token(
+            account, namespace, {"spec": {"expirationSeconds": 3600}}
+        )
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "test", "cluster": {"server": cluster.server, "insecure-skip-tls-verify": True}}
+        ],
+        "users": [{"name": account, "user": {"token": request.status.token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "test", "user": account, "namespace": namespace}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def _forbidden_counts(cluster: KubeCluster) -> Counter[str]:
+    """The API server's count of 403 answers, per request kind (its own metrics)."""
+    with cluster.api_client() as client:
+        request = client.param_serialize("GET", "/metrics", auth_settings=["BearerToken"])
+        text = client.call_api(*request).read()
+    counts: Counter[str] = Counter()
+    for line in text.decode().splitlines():
+        if line.startswith("apiserver_request_total{") and 'code="403"' in line:
+            labels, value = line.rsplit(" ", 1)
+            counts[labels] += int(float(value))
+    return counts
+
+
+@contextlib.contextmanager
+def _operator_as_deployed(
+    cluster: KubeCluster, release: Release, kubeconfig: Path, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The operator process with the installed Deployment's arguments and environment, authenticated as
+    its ServiceAccount; the liveness endpoint moves to a free loopback port."""
+    with cluster.api_client() as client:
+        deployment = kubernetes.client.AppsV1Api(client).read_namespaced_deployment(
+            f"{release.name}-inference-operator", release.namespace
+        )
+    (container,) = deployment.spec.template.spec.containers
+    port = _free_port()
+    args = [
+        re.sub(r"^--liveness=.*", f"--liveness=http://127.0.0.1:{port}/healthz", a) for a in container.args
+    ]
+    env = {var.name: var.value for var in container.env if var.value is not None}
+    env.update(KUBECONFIG=str(kubeconfig), POD_ID="operator-under-test", PATH=os.environ["PATH"])
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "inference_operator", *args], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(lambda: process.poll() is not None or _healthy(port), timeout=120, what="operator liveness")
+        assert process.poll() is None, f"the operator exited:\n{log.read_text()[-3000:]}"
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _healthy(port: int) -> bool:
+    with (
+        contextlib.suppress(OSError),
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response,
+    ):
+        return response.status == 200
+    return False
+
+
+def _reconciled(cluster: KubeCluster, namespace: str) -> dict[str, Any] | None:
+    """The model's status once the operator applied all three children and wrote status for them."""
+    with cluster.api_client() as client:
+        model = _model(cluster, namespace)
+        core, apps = kubernetes.client.CoreV1Api(client), kubernetes.client.AppsV1Api(client)
+        children = []
+        for read, name in (
+            (apps.read_namespaced_deployment, MODEL_NAME),
+            (core.read_namespaced_service, MODEL_NAME),
+            (core.read_namespaced_config_map, f"{MODEL_NAME}-config"),
+        ):
+            try:
+                children.append(read(name, namespace))
+            except kubernetes.client.ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+    status = model.get("status") or {}
+    if status.get("observedGeneration") != model["metadata"]["generation"] or not status.get("conditions"):
+        return None
+    owner_uids = {ref.uid for child in children for ref in child.metadata.owner_references or []}
+    assert owner_uids == {model["metadata"]["uid"]}, "every child must be owned by the InferenceModel"
+    return status
+
+
+def test_operator_reconciles_with_exactly_the_charts_rbac(
+    kube_cluster: KubeCluster, release: Release, tmp_path: Path
+) -> None:
+    account = f"{release.name}-inference-operator"
+    kubeconfig = _service_account_kubeconfig(
+        kube_cluster, release.namespace, account, tmp_path / "kubeconfig"
+    )
+    log = tmp_path / "operator.log"
+    forbidden_before = _forbidden_counts(kube_cluster)
+
+    with _operator_as_deployed(kube_cluster, release, kubeconfig, log):
+        with kube_cluster.api_client() as client:
+            kubernetes.client.CustomObjectsApi(client).create_namespaced_custom_object(
+                "inference.vif.dev", "v1alpha1", release.models_namespace, "inferencemodels", MODEL
+            )
+        try:
+            status = wait_for(
+                lambda: _reconciled(kube_cluster, release.models_namespace),
+                timeout=120,
+                what="reconciled model",
+            )
+        except pytest.fail.Exception:
+            seen = _model(kube_cluster, release.models_namespace).get("status")
+            pytest.fail(f"not reconciled; model status: {seen}\noperator log:\n{_log_tail(log)}")
+        assert status["endpoint"].startswith(f"http://{MODEL_NAME}.{release.models_namespace}.svc.")
+        peering = _peering_status(kube_cluster, release)
+        assert "operator-under-test" in peering, f"the operator must report to its peering object: {peering}"
+        with kube_cluster.api_client() as client:
+            kubernetes.client.CustomObjectsApi(client).delete_namespaced_custom_object(
+                "inference.vif.dev", "v1alpha1", release.models_namespace, "inferencemodels", MODEL_NAME
+            )
+        wait_for(
+            lambda: _model_gone(kube_cluster, release.models_namespace), timeout=120, what="model deleted"
+        )
+
+    output = log.read_text()
+    assert "Traceback" not in output, _log_tail(log)
+    for marker in ("403", "forbidden", "Forbidden", "Not enough permissions"):
+        assert marker not in output, f"the operator hit an RBAC denial ({marker!r}):\n{_log_tail(log)}"
+    new_denials = _forbidden_counts(kube_cluster) - forbidden_before
+    assert not new_denials, f"the API server answered 403 to: {sorted(new_denials)}"
+
+
+def _peering_status(cluster: KubeCluster, release: Release) -> dict[str, Any]:
+    with cluster.api_client() as client:
+        custom = kubernetes.client.CustomObjectsApi(client)
+        if release.cluster_wide:
+            peering = custom.get_cluster_custom_object(
+                "kopf.dev", "v1", "clusterkopfpeerings", "inference-operator"
+            )
+        else:
+            peering = custom.get_namespaced_custom_object(
+                "kopf.dev", "v1", release.models_namespace, "kopfpeerings", "inference-operator"
+            )
+    return peering.get("status") or {}
+
+
+def _model(cluster: KubeCluster, namespace: str) -> dict[str, Any]:
+    with cluster.api_client() as client:
+        return kubernetes.client.CustomObjectsApi(client).get_namespaced_custom_object(
+            "inference.vif.dev", "v1alpha1", namespace, "inferencemodels", MODEL_NAME
+        )
+
+
+def _model_gone(cluster: KubeCluster, namespace: str) -> bool:
+    try:
+        _model(cluster, namespace)
+    except kubernetes.client.ApiException as exc:
+        return exc.status == 404
+    return False
+
+
+def _log_tail(log: Path) -> str:
+    """The operator's last log lines, without the TLS warnings the test cluster's self-signed cert causes."""
+    lines = [
+        line
+        for line in log.read_text().splitlines()
+        if "InsecureRequestWarning" not in line and "warnings.warn" not in line
+    ]
+    return "\n".join(lines[-40:])
