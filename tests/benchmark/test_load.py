@@ -121,6 +121,8 @@ def test_bodies_per_protocol() -> None:
     ("payload", "text"),
     [
         ({"choices": [{"text": "ab"}]}, "ab"),
+        ({"object": "generation.chunk", "text": "gh", "finish_reason": None}, "gh"),
+        ({"object": "generation.chunk", "text": "", "usage": {"completion_tokens": 3}}, None),
         ({"choices": [{"delta": {"content": "cd"}}]}, "cd"),
         ({"choices": [{"message": {"content": "ef"}}]}, "ef"),
         ({"choices": [{"delta": {"role": "assistant", "content": ""}}]}, None),  # chat's opening chunk

@@ -1,9 +1,9 @@
 """HTTP side of the benchmark: request bodies for each protocol, sending, and reading the reply.
 
-One generic reader serves all three protocols because they share the OpenAI shape: the text sits in
-``choices[0].text`` (completions, /generate) or ``choices[0].delta.content`` / ``message.content``
-(chat), streams are SSE ``data:`` lines ending with ``data: [DONE]``, and token counts come in
-``usage`` (in the last chunk when streaming).
+One generic reader serves all three protocols because they share the OpenAI stream shape: the text
+sits in ``choices[0].text`` (completions), ``choices[0].delta.content`` / ``message.content`` (chat)
+or a flat ``text`` (/generate, one sequence), streams are SSE ``data:`` lines ending with
+``data: [DONE]``, and token counts come in ``usage`` (in the last chunk when streaming).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def build_body(prompt: Prompt, options: RequestOptions) -> dict[str, Any]:
     elif options.api == "completions":
         body["prompt"] = prompt.text
     elif options.api == "generate":
-        body.update(prompt=prompt.text, system_info="", history_input=[], history_output=[])
+        body.update(prompt=prompt.text, history_input=[], history_output=[])
     else:
         raise ValueError(f"unknown api {options.api!r}; choose one of {sorted(API_PATHS)}")
     if options.stream and options.api != "generate":
@@ -63,6 +63,8 @@ def build_body(prompt: Prompt, options: RequestOptions) -> dict[str, Any]:
 
 def chunk_text(payload: dict[str, Any]) -> str | None:
     """The generated text a response or stream chunk carries, if any."""
+    if text := payload.get("text"):
+        return text
     choices = payload.get("choices") or ()
     if not choices:
         return None
