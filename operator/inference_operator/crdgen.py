@@ -96,7 +96,8 @@ def openapi_schema() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "API version of this object."},
             "kind": {"type": "string", "description": "Kind of this object."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server allows nothing but a type on metadata (it validates metadata itself).
+            "metadata": {"type": "object"},
             "spec": structural(spec, spec.get("$defs", {})),
             "status": structural(status, status.get("$defs", {})),
         },

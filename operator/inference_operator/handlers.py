@@ -32,31 +32,44 @@ CHILDREN = (
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     """Register every handler of the operator into ``registry``."""
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.login(id="login", registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # An explicit registry does not get kopf's default login handlers; use the same sources as
+        # load_client (in-cluster service account, else KUBECONFIG / ~/.kube/config).
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.startup(id="configure", registry=registry)
     def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         _configure_kopf(settings, operator_settings)
         memo.client = load_client()
         memo.reconciler = Reconciler(Kube(memo.client, operator_settings.field_manager), operator_settings)
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(id="close", registry=registry)
     def close(memo: kopf.Memo, **_: Any) -> None:
         memo.client.close()
 
-    @kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL, registry=registry)
-    @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL, registry=registry)
-    @kopf.on.update(api.GROUP, api.VERSION, api.PLURAL, registry=registry)
+    @kopf.on.resume(api.GROUP, api.VERSION, api.PLURAL, id="reconcile", registry=registry)
+    @kopf.on.create(api.GROUP, api.VERSION, api.PLURAL, id="reconcile", registry=registry)
+    @kopf.on.update(api.GROUP, api.VERSION, api.PLURAL, id="reconcile", registry=registry)
     def reconcile_model(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
         _reconcile(memo.reconciler, namespace, name)
 
     @kopf.timer(
-        api.GROUP, api.VERSION, api.PLURAL, interval=settings.resync_seconds, idle=None, registry=registry
+        api.GROUP, api.VERSION, api.PLURAL, id="resync", interval=settings.resync_seconds, registry=registry
     )
     def resync_model(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
         _reconcile(memo.reconciler, namespace, name)
 
     for group, version, plural in CHILDREN:
 
-        @kopf.on.event(group, version, plural, labels={MODEL_LABEL: kopf.PRESENT}, registry=registry)
+        @kopf.on.event(
+            group,
+            version,
+            plural,
+            labels={MODEL_LABEL: kopf.PRESENT},
+            id=f"child-{plural}",
+            registry=registry,
+        )
         def child_changed(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_: Any) -> None:
             reconciler: Reconciler | None = getattr(memo, "reconciler", None)
             if reconciler is not None:
@@ -70,7 +83,7 @@ def _reconcile(reconciler: Reconciler, namespace: str, name: str) -> None:
         reconciler.reconcile(namespace, name)
     except ApiError as err:
         # Only transient errors get here (conflicts, throttling, outages); kopf retries with a backoff.
-        raise kopf.TemporaryError(f"API server unavailable: {err}", delay=5) from err
+        raise kopf.TemporaryError(f"API call failed, will retry: {err}", delay=5) from err
 
 
 def _configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:

@@ -8,6 +8,7 @@ for built-in and custom kinds. Errors surface as ``ApiError`` carrying the API s
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -72,8 +73,13 @@ def load_client() -> kubernetes.client.ApiClient:
     try:
         kubernetes.config.load_incluster_config(client_configuration=config)
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=config)
-    return kubernetes.client.ApiClient(config)
+        # The library reads KUBECONFIG once at import; read it now so a changed environment counts.
+        kubernetes.config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=config
+        )
+    client = kubernetes.client.ApiClient(config)
+    client.user_agent = "inference-operator"  # also the name in managedFields of status writes
+    return client
 
 
 class Kube:
@@ -159,7 +165,10 @@ class Kube:
             raise ApiError(exc.status or 0, "Unavailable", str(exc.reason or "no response")) from exc
         except (OSError, urllib3.exceptions.HTTPError) as exc:
             raise ApiError(0, "Unavailable", exc.__class__.__name__) from exc
-        document = json.loads(data) if data else {}
+        try:
+            document = json.loads(data) if data else {}
+        except ValueError:  # e.g. the plain-text "404 page not found" of an unknown API group
+            document = {"message": data[:200].decode(errors="replace").strip()}
         if not 200 <= response.status <= 299:
             raise ApiError(
                 response.status, document.get("reason", ""), document.get("message", str(response.reason))

@@ -127,7 +127,7 @@ def test_default_image_comes_from_the_settings_and_the_spec_overrides_it() -> No
 def test_gpus_shm_and_api_keys() -> None:
     model = make_model(SPECS["gpu-tp2"])
     dep = deployment(model, SETTINGS, configmap(model))
-    assert container(dep)["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert container(dep)["resources"]["limits"]["nvidia.com/gpu"] == "2"
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert volumes["dshm"]["emptyDir"] == {"medium": "Memory"}
     assert mounts_of(dep)["/dev/shm"]["name"] == "dshm"

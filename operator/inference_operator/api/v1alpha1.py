@@ -291,7 +291,7 @@ class Condition(_Schema):
     type: str = Field(description="Ready, Progressing, Degraded or MonitoringAvailable.")
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason, stable for automation.")
-    message: str = Field("", description="Human-readable explanation.")
+    message: str = Field(description="Human-readable explanation.")
     last_transition_time: str = Field(description="When status last changed (RFC 3339).")
     observed_generation: int | None = Field(None, description="metadata.generation the condition is about.")
 

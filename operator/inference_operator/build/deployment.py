@@ -92,11 +92,12 @@ def _env(model: Model) -> list[dict[str, Any]]:
 
 
 def _resources(model: Model) -> dict[str, Any]:
+    # Quantities as strings: server-side apply checks the typed schema, where a quantity is a string.
     own = model.spec.resources
-    requests = dict(own.requests or {}) if own else {}
-    limits = dict(own.limits or {}) if own else {}
+    requests = {k: str(v) for k, v in (own.requests or {}).items()} if own else {}
+    limits = {k: str(v) for k, v in (own.limits or {}).items()} if own else {}
     if model.spec.gpus:
-        limits["nvidia.com/gpu"] = model.spec.gpus
+        limits["nvidia.com/gpu"] = str(model.spec.gpus)
     return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
 
 

@@ -1,0 +1,407 @@
+"""The operator against a real kube-apiserver (+ garbage collector), running in-process via KopfRunner.
+
+There is no kubelet, scheduler or Deployment controller in the test cluster: pods and their states are
+written by the tests, exactly as the kubelet would write them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import kubernetes
+import pytest
+
+from fixtures.cluster import KubeCluster, free_port, install_crd, uninstall_crd, wait_for
+from inference_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
+
+pytestmark = pytest.mark.cluster
+
+SPEC = {"model": {"path": "smollm2"}, "resources": {"requests": {"cpu": 1}}}
+SELECTOR = {"app.kubernetes.io/name": "inference-runtime", "app.kubernetes.io/instance": "smollm2"}
+SERVICEMONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                },
+            }
+        ],
+    },
+}
+
+
+class Api:
+    """The typed clients a test needs, on one connection."""
+
+    def __init__(self, client: Any, namespace: str) -> None:
+        self.ns = namespace
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.apps = kubernetes.client.AppsV1Api(client)
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+
+    def create_model(self, spec: dict[str, Any], name: str = "smollm2") -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "InferenceModel",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, body)
+
+    def model(self, name: str = "smollm2") -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+
+    def patch_spec(self, patch: dict[str, Any], name: str = "smollm2") -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name, {"spec": patch})
+
+    def condition(self, kind: str, name: str = "smollm2") -> dict[str, Any]:
+        conditions = self.model(name).get("status", {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == kind), {})
+
+    def deployment(self, name: str = "smollm2") -> Any:
+        with contextlib.suppress(kubernetes.client.ApiException):
+            return self.apps.read_namespaced_deployment(name, self.ns)
+        return None
+
+    def wait_condition(self, kind: str, status: str, reason: str | None = None) -> dict[str, Any]:
+        def matches() -> dict[str, Any] | None:
+            cond = self.condition(kind)
+            ok = cond.get("status") == status and (reason is None or cond.get("reason") == reason)
+            return cond if ok else None
+
+        return wait_for(matches, what=f"{kind}={status} ({reason})")
+
+    def wait_observed(self, generation: int) -> dict[str, Any]:
+        """The status once it reports ``generation``."""
+
+        def observed() -> dict[str, Any] | None:
+            status = self.model().get("status", {})
+            return status if status.get("observedGeneration") == generation else None
+
+        return wait_for(observed, what=f"status of generation {generation}")
+
+    def resource_versions(self) -> dict[str, str]:
+        """resourceVersion of every object in the namespace the operator could write."""
+        versions = {"model": self.model()["metadata"]["resourceVersion"]}
+        for kind, items in (
+            ("cm", self.core.list_namespaced_config_map(self.ns).items),
+            ("svc", self.core.list_namespaced_service(self.ns).items),
+            ("deploy", self.apps.list_namespaced_deployment(self.ns).items),
+            ("event", self.core.list_namespaced_event(self.ns).items),
+        ):
+            versions |= {f"{kind}/{o.metadata.name}": o.metadata.resource_version for o in items}
+        return versions
+
+
+@pytest.fixture
+def api(kube_cluster: KubeCluster, namespace: str, inference_crd: dict[str, Any]) -> Iterator[Api]:
+    with kube_cluster.api_client() as client:
+        yield Api(client, namespace)
+
+
+@pytest.fixture
+def operator(run_operator: Callable[..., Any], api: Api) -> Iterator[Any]:
+    with run_operator(api.ns) as runner:
+        yield runner
+
+
+def args_of(deployment: Any) -> list[str]:
+    return deployment.spec.template.spec.containers[0].args
+
+
+def test_crd_applies_defaults_and_rejects_bad_resources(api: Api) -> None:
+    created = api.create_model({"model": {"path": "m"}}, name="defaults")
+    assert created["spec"]["protocol"] == "OpenAIServingChat"
+    assert created["spec"]["tensorParallelSize"] == 1 and created["spec"]["replicas"] == 1
+    assert created["spec"]["service"] == {"type": "ClusterIP", "port": 8000}
+    for bad in (
+        {"model": {"path": "m"}, "tensorParallelSize": 0},
+        {"model": {"path": "m"}, "protocol": ""},
+        {},
+    ):
+        with pytest.raises(kubernetes.client.ApiException) as info:
+            api.create_model(bad, name="bad")
+        assert info.value.status == 422
+
+
+def test_create_builds_owned_objects_and_reports_status(api: Api, run_operator: Callable[..., Any]) -> None:
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"
+    with run_operator(api.ns, liveness=liveness):
+        uid = api.create_model(SPEC)["metadata"]["uid"]
+        status = api.wait_observed(1)
+        for obj in (
+            wait_for(api.deployment, what="Deployment"),
+            api.core.read_namespaced_service("smollm2", api.ns),
+            api.core.read_namespaced_config_map("smollm2-config", api.ns),
+        ):
+            (owner,) = obj.metadata.owner_references
+            assert (owner.kind, owner.uid, owner.controller) == ("InferenceModel", uid, True)
+        assert status["endpoint"] == f"http://smollm2.{api.ns}.svc.cluster.local:8000"
+        assert status["servedModelName"] == "smollm2"
+        assert (status["replicas"], status["readyReplicas"]) == (0, 0)
+        conditions = {c["type"]: c for c in status["conditions"]}
+        assert conditions["Ready"]["status"] == "False"  # no pod is ready
+        assert conditions["Progressing"]["status"] == "True"
+        assert conditions["Degraded"]["status"] == "False"
+        assert conditions["MonitoringAvailable"]["reason"] == "ServiceMonitorCRDMissing"
+        with urllib.request.urlopen(liveness, timeout=10) as response:
+            assert response.status == 200
+
+
+def test_update_rolls_the_deployment(api: Api, operator: Any) -> None:
+    api.create_model(SPEC)
+    first = wait_for(api.deployment, what="Deployment")
+    old_hash = first.spec.template.metadata.annotations["inference.vif.dev/config-hash"]
+    api.patch_spec({"tensorParallelSize": 2, "image": "mirror.invalid/runtime:2"})
+
+    def rolled() -> Any:
+        dep = api.deployment()
+        return dep if args_of(dep)[args_of(dep).index("--tensor-parallel-size") + 1] == "2" else None
+
+    dep = wait_for(rolled, what="Deployment with TP 2")
+    assert dep.spec.template.spec.containers[0].image == "mirror.invalid/runtime:2"
+    assert dep.spec.template.metadata.annotations["inference.vif.dev/config-hash"] != old_hash
+    assert any(v.name == "dshm" and v.empty_dir.medium == "Memory" for v in dep.spec.template.spec.volumes)
+    config = api.core.read_namespaced_config_map("smollm2-config", api.ns).data["model_config.json"]
+    assert '"tensor_parallel_size": 2' in config
+    api.wait_observed(2)
+
+
+def test_hand_edits_and_deletions_are_restored(api: Api, operator: Any) -> None:
+    api.create_model(SPEC)
+    wait_for(api.deployment, what="Deployment")
+    service_uid = api.core.read_namespaced_service("smollm2", api.ns).metadata.uid
+    api.apps.patch_namespaced_deployment(
+        "smollm2",
+        api.ns,
+        {
+            "spec": {
+                "replicas": 5,
+                "template": {"spec": {"containers": [{"name": "runtime", "image": "evil:1"}]}},
+            }
+        },
+    )
+    api.core.delete_namespaced_service("smollm2", api.ns, _preload_content=False)  # 1.20 answers a Status
+    api.core.patch_namespaced_config_map("smollm2-config", api.ns, {"data": {"model_config.json": "{}"}})
+
+    def restored() -> bool:
+        dep = api.deployment()
+        with contextlib.suppress(kubernetes.client.ApiException):
+            svc = api.core.read_namespaced_service("smollm2", api.ns)
+            config = api.core.read_namespaced_config_map("smollm2-config", api.ns).data["model_config.json"]
+            return (
+                dep.spec.replicas == 1
+                and dep.spec.template.spec.containers[0].image == "vllm-inference-runtime:0.1.0"
+                and svc.metadata.uid != service_uid
+                and '"smollm2"' in config
+            )
+        return False
+
+    wait_for(restored, what="hand edits undone and the Service recreated")
+
+
+def test_delete_garbage_collects_children(api: Api, operator: Any) -> None:
+    api.create_model(SPEC)
+    wait_for(api.deployment, what="Deployment")
+    api.custom.delete_namespaced_custom_object(GROUP, VERSION, api.ns, PLURAL, "smollm2")
+
+    def gone() -> bool:
+        left = [
+            *api.apps.list_namespaced_deployment(api.ns).items,
+            *api.core.list_namespaced_service(api.ns).items,
+            *[
+                c
+                for c in api.core.list_namespaced_config_map(api.ns).items
+                if c.metadata.name == "smollm2-config"
+            ],
+        ]
+        return not left
+
+    wait_for(gone, what="children garbage-collected")
+
+
+class ResyncCounter(logging.Handler):
+    """Counts the operator's completed resync passes from its log (it runs in this process)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passes = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Timer 'resync' succeeded" in record.getMessage():
+            self.passes += 1
+
+
+def test_steady_state_makes_no_writes(api: Api, run_operator: Callable[..., Any]) -> None:
+    counter = ResyncCounter()
+    logging.getLogger("kopf.objects").addHandler(counter)
+    try:
+        with run_operator(api.ns):
+            api.create_model(SPEC)
+            api.wait_observed(1)
+            wait_for(api.deployment, what="Deployment")
+            # kopf records a handled creation in an annotation: after that, nothing is left to write.
+            handled = "inference.vif.dev/last-handled-configuration"
+            wait_for(
+                lambda: handled in api.model()["metadata"].get("annotations", {}), what="creation handled"
+            )
+            before, passes = api.resource_versions(), counter.passes
+            changes: list[dict[str, str]] = []
+
+            def three_more_resyncs() -> bool:
+                now = api.resource_versions()
+                if now != before:
+                    changes.append(now)
+                return counter.passes >= passes + 3
+
+            wait_for(three_more_resyncs, what="three more resync passes")
+    finally:
+        logging.getLogger("kopf.objects").removeHandler(counter)
+    assert not changes, f"resyncs of an unchanged resource wrote: {changes[0]} vs {before}"
+
+
+def _pod(name: str) -> dict[str, Any]:
+    labels = {**SELECTOR, "inference.vif.dev/model": "smollm2"}
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "runtime", "image": "x"}]},
+    }
+
+
+def _container_status(**state: Any) -> dict[str, Any]:
+    return {
+        "status": {
+            "containerStatuses": [
+                {"name": "runtime", "ready": False, "restartCount": 3, "image": "x", "imageID": "", **state}
+            ]
+        }
+    }
+
+
+POD_STATES = [
+    (
+        _container_status(
+            state={"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}
+        ),
+        "ImagePullFailed",
+    ),
+    (
+        _container_status(
+            state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+            lastState={"terminated": {"reason": "Error", "exitCode": 1}},
+        ),
+        "CrashLoopBackOff",
+    ),
+    (
+        _container_status(
+            state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+            lastState={"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+        ),
+        "OOMKilled",
+    ),
+]
+
+
+def test_pod_states_surface_as_degraded_reasons(api: Api, operator: Any) -> None:
+    api.create_model(SPEC)
+    wait_for(api.deployment, what="Deployment")
+    api.core.create_namespaced_pod(api.ns, _pod("smollm2-a"))
+    for pod_status, reason in POD_STATES:
+        api.core.patch_namespaced_pod_status("smollm2-a", api.ns, copy.deepcopy(pod_status))
+        api.wait_condition("Degraded", "True", reason)
+        assert api.condition("Ready")["status"] == "False"
+
+    unschedulable = {
+        "metadata": {"name": "smollm2-b"},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.",
+                }
+            ],
+        },
+    }
+    api.core.delete_namespaced_pod("smollm2-a", api.ns, grace_period_seconds=0)
+    api.core.create_namespaced_pod(api.ns, _pod("smollm2-b"))
+    api.core.patch_namespaced_pod_status("smollm2-b", api.ns, unschedulable)
+    degraded = api.wait_condition("Degraded", "True", "Unschedulable")
+    assert "Insufficient nvidia.com/gpu" in degraded["message"]
+
+    running = {
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
+            "containerStatuses": [
+                {
+                    "name": "runtime",
+                    "ready": True,
+                    "restartCount": 0,
+                    "image": "x",
+                    "imageID": "",
+                    "state": {"running": {}},
+                }
+            ],
+        }
+    }
+    api.core.patch_namespaced_pod_status("smollm2-b", api.ns, running)
+    api.wait_condition("Ready", "True")
+    assert api.condition("Degraded")["status"] == "False"
+    assert api.model()["status"]["readyReplicas"] == 1
+
+
+def test_unhonourable_spec_degrades_and_keeps_what_runs(api: Api, operator: Any) -> None:
+    api.create_model(SPEC)
+    before = wait_for(api.deployment, what="Deployment")
+    api.patch_spec({"gpus": 1, "tensorParallelSize": 2})  # valid per schema; the operator refuses it
+    degraded = api.wait_condition("Degraded", "True", "InvalidSpec")
+    assert "gpus (1) must be at least tensorParallelSize (2)" in degraded["message"]
+    after = api.deployment()
+    assert after.metadata.uid == before.metadata.uid
+    assert args_of(after) == args_of(before)
+    api.patch_spec({"gpus": 2})
+    api.wait_condition("Degraded", "False")
+
+
+def test_servicemonitor_follows_its_crd_and_the_spec(
+    api: Api, kube_cluster: KubeCluster, operator: Any
+) -> None:
+    install_crd(kube_cluster, SERVICEMONITOR_CRD)
+    try:
+        uid = api.create_model({**SPEC, "monitoring": {"interval": "15s"}})["metadata"]["uid"]
+        api.wait_condition("MonitoringAvailable", "True", "ServiceMonitorReady")
+        monitor = api.custom.get_namespaced_custom_object(
+            "monitoring.coreos.com", "v1", api.ns, "servicemonitors", "smollm2"
+        )
+        assert monitor["metadata"]["ownerReferences"][0]["uid"] == uid
+        assert monitor["spec"]["endpoints"][0]["interval"] == "15s"
+        api.patch_spec({"monitoring": {"enabled": False}})
+        api.wait_condition("MonitoringAvailable", "False", "Disabled")
+
+        def deleted() -> bool:
+            items = api.custom.list_namespaced_custom_object(
+                "monitoring.coreos.com", "v1", api.ns, "servicemonitors"
+            )
+            return not items["items"]
+
+        wait_for(deleted, what="ServiceMonitor removed")
+    finally:
+        uninstall_crd(kube_cluster, SERVICEMONITOR_CRD["metadata"]["name"])
