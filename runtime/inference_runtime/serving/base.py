@@ -92,7 +92,7 @@ class BaseServingEngine:
     """Base class of every serving class (the seed's BaseServingEngine).
 
     Subclasses set ``routes``, ``request_model``, ``protocol`` and ``id_prefix`` and override the
-    hooks below; see docs/plugins.md for a complete example.
+    hooks below; README.md (Plugins) and examples/plugin/ show a complete example.
     """
 
     routes: ClassVar[tuple[str, ...]] = ()
