@@ -24,18 +24,40 @@ import pytest
 import yaml
 from chart_helpers import CHART, Helm
 
-from fixtures.cluster import KubeCluster, install_crd, wait_for
+from fixtures.cluster import KubeCluster, install_crd, uninstall_crd, wait_for
 from inference_operator.settings import OperatorSettings
 
 pytestmark = [pytest.mark.helm, pytest.mark.cluster]
 
 PEERING = OperatorSettings().peering_name
 MODEL_NAME = "smollm2"
+MODEL_API = ("inference.vif.dev", "v1alpha1")
 MODEL = {
     "apiVersion": "inference.vif.dev/v1alpha1",
     "kind": "InferenceModel",
     "metadata": {"name": MODEL_NAME},
     "spec": {"model": {"path": "smollm2-135m-instruct"}, "maxModelLen": 2048},
+}
+# prometheus-operator's ServiceMonitor kind, schema-less: enough for the operator to create and delete one.
+SERVICEMONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                },
+            }
+        ],
+    },
 }
 
 
@@ -227,37 +249,44 @@ def _reconciled(cluster: KubeCluster, namespace: str) -> dict[str, Any] | None:
 def test_operator_reconciles_with_exactly_the_charts_rbac(
     kube_cluster: KubeCluster, release: Release, tmp_path: Path
 ) -> None:
+    """Create a model (children, status, ServiceMonitor), switch monitoring off (ServiceMonitor deleted),
+    delete the model (finalizer released): every verb the operator uses, under the chart's RBAC."""
     account = f"{release.name}-inference-operator"
     kubeconfig = _service_account_kubeconfig(
         kube_cluster, release.namespace, account, tmp_path / "kubeconfig"
     )
     log = tmp_path / "operator.log"
+    namespace = release.models_namespace
+    install_crd(kube_cluster, SERVICEMONITOR_CRD)
     forbidden_before = _forbidden_counts(kube_cluster)
+    try:
+        with (
+            _operator_as_deployed(kube_cluster, release, kubeconfig, log),
+            kube_cluster.api_client() as client,
+        ):
+            models = kubernetes.client.CustomObjectsApi(client)
+            models.create_namespaced_custom_object(*MODEL_API, namespace, "inferencemodels", MODEL)
+            try:
+                status = wait_for(lambda: _reconciled(kube_cluster, namespace), timeout=120, what="reconcile")
+            except pytest.fail.Exception:
+                seen = _model(kube_cluster, namespace).get("status")
+                pytest.fail(f"not reconciled; model status: {seen}\noperator log:\n{_log_tail(log)}")
+            assert status["endpoint"].startswith(f"http://{MODEL_NAME}.{namespace}.svc.")
+            assert _servicemonitor(kube_cluster, namespace) is not None
 
-    with _operator_as_deployed(kube_cluster, release, kubeconfig, log):
-        with kube_cluster.api_client() as client:
-            kubernetes.client.CustomObjectsApi(client).create_namespaced_custom_object(
-                "inference.vif.dev", "v1alpha1", release.models_namespace, "inferencemodels", MODEL
+            peering = _peering_status(kube_cluster, release)
+            assert "operator-under-test" in peering, f"the operator must report to its peering: {peering}"
+
+            monitoring_off = {"spec": {"monitoring": {"enabled": False}}}
+            models.patch_namespaced_custom_object(
+                *MODEL_API, namespace, "inferencemodels", MODEL_NAME, monitoring_off
             )
-        try:
-            status = wait_for(
-                lambda: _reconciled(kube_cluster, release.models_namespace),
-                timeout=120,
-                what="reconciled model",
-            )
-        except pytest.fail.Exception:
-            seen = _model(kube_cluster, release.models_namespace).get("status")
-            pytest.fail(f"not reconciled; model status: {seen}\noperator log:\n{_log_tail(log)}")
-        assert status["endpoint"].startswith(f"http://{MODEL_NAME}.{release.models_namespace}.svc.")
-        peering = _peering_status(kube_cluster, release)
-        assert "operator-under-test" in peering, f"the operator must report to its peering object: {peering}"
-        with kube_cluster.api_client() as client:
-            kubernetes.client.CustomObjectsApi(client).delete_namespaced_custom_object(
-                "inference.vif.dev", "v1alpha1", release.models_namespace, "inferencemodels", MODEL_NAME
-            )
-        wait_for(
-            lambda: _model_gone(kube_cluster, release.models_namespace), timeout=120, what="model deleted"
-        )
+            wait_for(lambda: _servicemonitor(kube_cluster, namespace) is None, timeout=120, what="pruning")
+
+            models.delete_namespaced_custom_object(*MODEL_API, namespace, "inferencemodels", MODEL_NAME)
+            wait_for(lambda: _model_gone(kube_cluster, namespace), timeout=120, what="model deleted")
+    finally:
+        uninstall_crd(kube_cluster, SERVICEMONITOR_CRD["metadata"]["name"])
 
     output = log.read_text()
     assert "Traceback" not in output, _log_tail(log)
@@ -266,6 +295,18 @@ def test_operator_reconciles_with_exactly_the_charts_rbac(
     assert not denial, f"the operator hit an RBAC denial ({denial[0]!r}):\n{_log_tail(log)}"
     new_denials = _forbidden_counts(kube_cluster) - forbidden_before
     assert not new_denials, f"the API server answered 403 to: {sorted(new_denials)}"
+
+
+def _servicemonitor(cluster: KubeCluster, namespace: str) -> dict[str, Any] | None:
+    with cluster.api_client() as client:
+        try:
+            return kubernetes.client.CustomObjectsApi(client).get_namespaced_custom_object(
+                "monitoring.coreos.com", "v1", namespace, "servicemonitors", MODEL_NAME
+            )
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
 
 
 def _peering_status(cluster: KubeCluster, release: Release) -> dict[str, Any]:
@@ -283,7 +324,7 @@ def _peering_status(cluster: KubeCluster, release: Release) -> dict[str, Any]:
 def _model(cluster: KubeCluster, namespace: str) -> dict[str, Any]:
     with cluster.api_client() as client:
         return kubernetes.client.CustomObjectsApi(client).get_namespaced_custom_object(
-            "inference.vif.dev", "v1alpha1", namespace, "inferencemodels", MODEL_NAME
+            *MODEL_API, namespace, "inferencemodels", MODEL_NAME
         )
 
 
