@@ -5,7 +5,8 @@
 # pod states themselves. Usage:
 #   hack/start-control-plane.sh DIR      # then: export KUBECONFIG=DIR/kubeconfig; stop: hack/stop-control-plane.sh DIR
 # Ports (env): ETCD_PORT (default 12379), ETCD_PEER_PORT (12380), APISERVER_PORT (16443).
-# Binaries: VIF_K8S_BIN (default $K8S_DIR from hack/lib.sh). The admin token is in DIR/token.
+# Binaries: VIF_K8S_BIN (default $K8S_DIR from hack/lib.sh). The admin token is in DIR/token; the
+# server's self-signed certificate (with its CA) in DIR/certs/apiserver.crt, which the kubeconfig trusts.
 source "$(dirname "$0")/lib.sh"
 D="${1:?usage: $0 DIR}"
 BIN="${VIF_K8S_BIN:-$K8S_DIR}"
@@ -40,7 +41,7 @@ echo $! > "$D/apiserver.pid"
 cat > "$D/kubeconfig" <<KC
 apiVersion: v1
 kind: Config
-clusters: [{name: test, cluster: {server: "https://127.0.0.1:$APISERVER_PORT", insecure-skip-tls-verify: true}}]
+clusters: [{name: test, cluster: {server: "https://127.0.0.1:$APISERVER_PORT", certificate-authority: "$D/certs/apiserver.crt"}}]
 users: [{name: admin, user: {token: "$TOKEN"}}]
 contexts: [{name: test, context: {cluster: test, user: admin, namespace: default}}]
 current-context: test
