@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,11 +31,12 @@ class Reconciler:
     def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
         self.kube = kube
         self.settings = settings
-        self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
 
     def reconcile(self, namespace: str, name: str) -> None:
         """Bring one InferenceModel to its desired state. Raises ApiError only for transient failures."""
-        with self._locks[(namespace, name)]:
+        # Handlers of the resource, its children and the timer may run at once in kopf's thread pool.
+        with self._locks.setdefault((namespace, name), threading.Lock()):  # setdefault is atomic
             body = self.kube.get(Ref(api.API_VERSION, api.KIND, namespace, name))
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return  # gone: garbage collection removes the children through their ownerReferences

@@ -379,6 +379,11 @@ def test_unhonourable_spec_degrades_and_keeps_what_runs(api: Api, operator: Any)
     assert args_of(after) == args_of(before)
     api.patch_spec({"gpus": 2})
     api.wait_condition("Degraded", "False")
+    # Valid for the CRD, refused by the API server when the Deployment is applied.
+    api.patch_spec({"tolerations": [{"key": "a", "operator": "Sometimes"}]})
+    degraded = api.wait_condition("Degraded", "True", "ApplyFailed")
+    assert "Unsupported value" in degraded["message"] and "Sometimes" in degraded["message"]
+    assert api.deployment().metadata.uid == before.metadata.uid
 
 
 def test_servicemonitor_follows_its_crd_and_the_spec(
