@@ -100,14 +100,12 @@ def test_rendered_objects_pass_strict_schema_validation(
 )
 def test_any_release_name_and_namespace(helm: Helm, release: str, namespace: str) -> None:
     objects = helm.template(release, namespace, set_values=["watchNamespaces={models}"])
-    container_names = []
     for obj in objects:
         kind, obj_namespace, name = key(obj)
         if kind in ("ServiceAccount", "Deployment"):
             assert obj_namespace == namespace, f"{kind} must live in the release namespace"
         if kind not in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):  # RBAC names: 253 chars
             assert len(name) <= 63 and DNS_LABEL.match(name), f"{kind} name {name!r} is not a DNS label"
-        container_names.append(name)
     (deployment,) = only(objects, "Deployment")
     pod = deployment["spec"]["template"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
