@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -410,3 +413,35 @@ def test_servicemonitor_follows_its_crd_and_the_spec(
         wait_for(deleted, what="ServiceMonitor removed")
     finally:
         uninstall_crd(kube_cluster, SERVICEMONITOR_CRD["metadata"]["name"])
+
+
+def test_entry_point_runs_the_operator_from_its_environment(
+    api: Api, kube_cluster: KubeCluster, tmp_path
+) -> None:
+    """``python -m inference_operator`` as the chart runs it: settings from the environment, JSON logs."""
+    liveness = f"http://127.0.0.1:{free_port()}/healthz"
+    env = {
+        **kube_cluster.env(),
+        "WATCH_NAMESPACES": api.ns,
+        "RUNTIME_IMAGE": "mirror.invalid/runtime:9",
+        "LOG_FORMAT": "json",
+    }
+    log_path = tmp_path / "operator.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inference_operator", "--standalone", f"--liveness={liveness}"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            api.create_model(SPEC)
+            dep = wait_for(api.deployment, what="Deployment")
+            assert dep.spec.template.spec.containers[0].image == "mirror.invalid/runtime:9"
+            with urllib.request.urlopen(liveness, timeout=10) as response:
+                assert response.status == 200
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    assert lines and all(json.loads(line)["message"] for line in lines)
