@@ -9,13 +9,13 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
 from inference_operator import build, status
 from inference_operator.api import v1alpha1 as api
-from inference_operator.build.common import selector_labels
+from inference_operator.build.common import MANAGED_BY, selector_labels
 from inference_operator.build.service import endpoint
 from inference_operator.build.servicemonitor import API_VERSION as MONITORING_API
 from inference_operator.diff import stamp, up_to_date
@@ -23,6 +23,14 @@ from inference_operator.kube import ApiError, Kube, Ref
 from inference_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
+
+
+class Monitoring(NamedTuple):
+    """The MonitoringAvailable condition's content: is the ServiceMonitor applied, and why (not)."""
+
+    available: bool
+    reason: str
+    message: str
 
 
 class Reconciler:
@@ -43,50 +51,63 @@ class Reconciler:
             self._pass(body)
 
     def _pass(self, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
-        ref = Ref(api.API_VERSION, api.KIND, meta["namespace"], meta["name"])
-        generation = meta.get("generation", 0)
-        previous = body.get("status") or {}
+        name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+        ref = Ref(api.API_VERSION, api.KIND, namespace, name)
         try:
-            api.check_name(meta["name"])
+            api.check_name(name)
             spec = api.InferenceModelSpec.model_validate(body.get("spec") or {})
         except (ValidationError, ValueError) as exc:
-            # Keep whatever runs now: a broken edit must not take a serving model down.
-            problem = status.Problem("InvalidSpec", describe(exc))
-            live = self.kube.get(Ref("apps/v1", "Deployment", ref.namespace, ref.name))
-            replicas = (live or {}).get("spec", {}).get("replicas", 0)
-            pods = self._pods(ref.namespace, {"app.kubernetes.io/instance": ref.name})
-            observed = status.Observed(generation, replicas, live, pods, problem, spec_valid=False)
-            new = {**previous, **_counts(pods), "observedGeneration": generation}
-            new["conditions"] = self._conditions(observed, previous, None)
-            self._write_status(ref, previous, new)
-            return
+            self._hold(ref, body, status.Problem("InvalidSpec", describe(exc)))
+        else:
+            self._converge(ref, body, build.Model(name, namespace, spec))
 
-        model = build.Model(meta["name"], meta["namespace"], spec)
+    def _hold(self, ref: Ref, body: Mapping[str, Any], problem: status.Problem) -> None:
+        """The spec cannot be honoured: change nothing that runs, only say why in the status."""
+        previous = body.get("status") or {}
+        generation = body["metadata"].get("generation", 0)
+        live = self.kube.get(Ref("apps/v1", "Deployment", ref.namespace, ref.name))
+        replicas = (live or {}).get("spec", {}).get("replicas", 0)
+        pods = self._pods(ref.namespace, body["metadata"]["name"])
+        observed = status.Observed(generation, replicas, live, pods, problem, spec_valid=False)
+        # Monitoring was not looked at: keep what the last good pass said about it.
+        kept = [c for c in previous.get("conditions") or [] if c.get("type") == "MonitoringAvailable"]
+        new = {
+            **previous,
+            **_counts(pods),
+            "observedGeneration": generation,
+            "conditions": self._conditions(observed, previous, kept),
+        }
+        self._write_status(ref, previous, new)
+
+    def _converge(self, ref: Ref, body: Mapping[str, Any], model: build.Model) -> None:
+        """Apply what differs from the desired objects, then report what is there."""
+        previous = body.get("status") or {}
+        generation = body["metadata"].get("generation", 0)
         monitoring = self._monitoring(model)
         problem = None
         deployment = None
         try:
-            for obj in build.desired(model, self.settings, monitoring_available=monitoring[0] is True):
+            for obj in build.desired(model, self.settings, monitoring_available=monitoring.available):
                 live = self._ensure(_owned(obj, body))
                 if obj["kind"] == "Deployment":
                     deployment = live
-            if not spec.monitoring.enabled:
+            if not model.spec.monitoring.enabled:
                 self._prune_servicemonitor(model)
         except ApiError as err:
             if err.transient:
                 raise
             problem = status.Problem("ApplyFailed", f"the API server rejected a child object: {err.message}")
             deployment = self.kube.get(Ref("apps/v1", "Deployment", model.namespace, model.name))
-        pods = self._pods(model.namespace, selector_labels(model))
-        observed = status.Observed(generation, spec.replicas, deployment, pods, problem)
+        pods = self._pods(model.namespace, model.name)
+        observed = status.Observed(generation, model.spec.replicas, deployment, pods, problem)
+        monitoring_condition = status.condition("MonitoringAvailable", *monitoring)
         new = {
             "observedGeneration": generation,
             "servedModelName": model.served_name,
             **_counts(pods),
-            "selector": ",".join(f"{k}={v}" for k, v in sorted(selector_labels(model).items())),
+            "selector": ",".join(f"{k}={v}" for k, v in sorted(selector_labels(model.name).items())),
             "endpoint": endpoint(model, self.settings.cluster_domain),
-            "conditions": self._conditions(observed, previous, monitoring),
+            "conditions": self._conditions(observed, previous, [monitoring_condition]),
         }
         self._write_status(ref, previous, new)
 
@@ -104,18 +125,19 @@ class Reconciler:
         )
         return self.kube.apply(desired)
 
-    def _monitoring(self, model: build.Model) -> tuple[bool, str, str]:
-        """(available, reason, message) of the MonitoringAvailable condition."""
+    def _monitoring(self, model: build.Model) -> Monitoring:
         if not model.spec.monitoring.enabled:
-            return False, "Disabled", "spec.monitoring.enabled is false"
+            return Monitoring(False, "Disabled", "spec.monitoring.enabled is false")
         if not self.kube.serves(MONITORING_API, "servicemonitors"):
-            return (
+            return Monitoring(
                 False,
                 "ServiceMonitorCRDMissing",
                 f"{MONITORING_API} ServiceMonitor is not installed; metrics are still served at /metrics "
                 "on port http",
             )
-        return True, "ServiceMonitorReady", "Prometheus scrapes /metrics through the ServiceMonitor"
+        return Monitoring(
+            True, "ServiceMonitorReady", "Prometheus scrapes /metrics through the ServiceMonitor"
+        )
 
     def _prune_servicemonitor(self, model: build.Model) -> None:
         """Monitoring was switched off: remove the ServiceMonitor this operator made, if the kind exists."""
@@ -123,25 +145,21 @@ class Reconciler:
             return
         ref = Ref(MONITORING_API, "ServiceMonitor", model.namespace, model.name)
         live = self.kube.get(ref)
-        if (
-            live
-            and live["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == "inference-operator"
-        ):
+        if live and live["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") == MANAGED_BY:
             self.kube.delete(ref)
 
-    def _pods(self, namespace: str, selector: Mapping[str, str]) -> list[dict[str, Any]]:
-        return self.kube.list(Ref("v1", "Pod", namespace), selector)
+    def _pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        return self.kube.list(Ref("v1", "Pod", namespace), selector_labels(name))
 
+    @staticmethod
     def _conditions(
-        self, observed: status.Observed, previous: Mapping[str, Any], monitoring: tuple[bool, str, str] | None
+        observed: status.Observed, previous: Mapping[str, Any], extra: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        new = status.conditions(observed)
+        """Ready, Progressing, Degraded plus ``extra``, timestamped against the previous ones."""
         old = previous.get("conditions") or []
-        if monitoring is not None:
-            new.append(status.condition("MonitoringAvailable", *monitoring))
-        else:  # spec invalid: monitoring is unknown, keep what was said before
-            new += [c for c in old if c.get("type") == "MonitoringAvailable"]
-        return status.with_times(new, old, generation=observed.generation, now=_now())
+        return status.with_times(
+            status.conditions(observed) + extra, old, generation=observed.generation, now=_now()
+        )
 
     def _write_status(self, ref: Ref, previous: Mapping[str, Any], new: dict[str, Any]) -> None:
         """One status write per pass, and none when nothing changed (steady state makes no writes)."""

@@ -33,15 +33,15 @@ class Model:
         return f"{self.name}-config"
 
 
-def selector_labels(model: Model) -> dict[str, str]:
-    """Labels that pick the model's pods; never change them (a Deployment's selector is immutable)."""
-    return {"app.kubernetes.io/name": "inference-runtime", "app.kubernetes.io/instance": model.name}
+def selector_labels(name: str) -> dict[str, str]:
+    """Labels that pick model ``name``'s pods; never change them (a Deployment's selector is immutable)."""
+    return {"app.kubernetes.io/name": "inference-runtime", "app.kubernetes.io/instance": name}
 
 
 def labels(model: Model) -> dict[str, str]:
     """Labels of every child object; the operator finds the owning model through MODEL_LABEL."""
     return {
-        **selector_labels(model),
+        **selector_labels(model.name),
         "app.kubernetes.io/component": "model-server",
         "app.kubernetes.io/managed-by": MANAGED_BY,
         MODEL_LABEL: model.name,

@@ -41,7 +41,7 @@ def deployment(model: Model, settings: OperatorSettings, config: dict[str, Any])
         "metadata": metadata(model),
         "spec": {
             "replicas": spec.replicas,
-            "selector": {"matchLabels": selector_labels(model)},
+            "selector": {"matchLabels": selector_labels(model.name)},
             "strategy": _strategy(model),
             "template": {
                 "metadata": {

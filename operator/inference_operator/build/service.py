@@ -14,7 +14,7 @@ def service(model: Model) -> dict[str, Any]:
         "metadata": metadata(model),
         "spec": {
             "type": model.spec.service.type,
-            "selector": selector_labels(model),
+            "selector": selector_labels(model.name),
             # protocol is explicit: server-side apply of Service ports keys on (port, protocol), and
             # API servers before 1.26 reject an apply that leaves protocol to defaulting.
             "ports": [

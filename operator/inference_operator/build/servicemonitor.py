@@ -17,7 +17,7 @@ def servicemonitor(model: Model) -> dict[str, Any]:
         "kind": "ServiceMonitor",
         "metadata": meta,
         "spec": {
-            "selector": {"matchLabels": selector_labels(model)},
+            "selector": {"matchLabels": selector_labels(model.name)},
             "namespaceSelector": {"matchNames": [model.namespace]},
             "endpoints": [
                 {
