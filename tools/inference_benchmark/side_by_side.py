@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--targets",
         default=",".join(TARGETS),
         help=f"comma-separated subset of {','.join(TARGETS)} (default all)",
+    )
+    run.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each load point per server, alternating servers; the median run is reported",
     )
     run.add_argument("--server-timeout", type=float, default=600.0, help="seconds to wait for readiness")
     run.add_argument("--workdir", type=Path, default=None, help="keep configs and server logs here")
@@ -153,23 +160,46 @@ def _start_servers(
     return urls, failures
 
 
+def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median output throughput (the lower middle for an even count).
+
+    One whole run is kept, not a median per figure, so the figures reported together were measured
+    together.
+    """
+    ranked = sorted(runs, key=lambda run: run["output_throughput"] or 0.0)
+    return ranked[(len(ranked) - 1) // 2]
+
+
 def _interleaved_sweeps(
-    urls: dict[str, str], engine: EngineSettings, load: LoadSettings, api: str
-) -> dict[str, list[dict[str, Any]]]:
-    """Each load point against every server in turn, alternating who goes first.
+    urls: dict[str, str], engine: EngineSettings, load: LoadSettings, api: str, repeat: int
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """Every load point ``repeat`` times against every server in turn, alternating who goes first.
 
     The machine is shared, so background load drifts; taking each point on both servers back to back
     (instead of one whole sweep after the other) exposes them to the same conditions. An idle vLLM
-    server costs about 2% of a core, so keeping both up meanwhile does not disturb the other.
+    server costs about 2% of a core, so keeping both up meanwhile does not disturb the other. Each
+    repetition gets fresh prompts (the seed moves on), the same for both servers, so a prefix cache
+    warmed by one repetition does not flatter the next. Returns, per target, the runs of each point.
     """
-    results: dict[str, list[dict[str, Any]]] = {target: [] for target in urls}
-    for index, point in enumerate(load.points):
-        order = list(urls) if index % 2 == 0 else list(reversed(urls))
-        for target in order:
-            target_spec = HttpTarget(urls[target], api, engine.model_name)
-            _, runs = asyncio.run(http_sweep(target_spec, replace(load, points=(point,))))
-            results[target].extend(run.as_dict() for run in runs)
-    return results
+    trials: dict[str, list[list[dict[str, Any]]]] = {target: [] for target in urls}
+    turn = 0
+    for point in load.points:
+        for runs in trials.values():
+            runs.append([])
+        for repetition in range(repeat):
+            order = list(urls) if turn % 2 == 0 else list(reversed(urls))
+            turn += 1
+            for target in order:
+                target_spec = HttpTarget(urls[target], api, engine.model_name)
+                once = replace(load, points=(point,), seed=load.seed + repetition)
+                _, runs = asyncio.run(http_sweep(target_spec, once))
+                trials[target][-1].extend(run.as_dict() for run in runs)
+    return trials
+
+
+def _raise_on_sigterm(signum: int, frame: object) -> None:
+    """Turn SIGTERM into an exception, so the servers' context managers stop them on the way out."""
+    raise SystemExit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--targets names none of {', '.join(TARGETS)}")
     if not (args.model / "config.json").is_file():
         parser.error(f"{args.model} is not a Hugging Face model folder (no config.json)")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     try:
         load = load_settings(args)
     except ValueError as exc:
@@ -194,9 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vif-side-by-side-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
     with contextlib.ExitStack() as stack:
         urls, failures = _start_servers(stack, engine, args, workdir)
-        results = _interleaved_sweeps(urls, engine, load, args.api)
+        trials = _interleaved_sweeps(urls, engine, load, args.api, args.repeat)
+    results = {target: [median_run(runs) for runs in per_point] for target, per_point in trials.items()}
     if "engine" in args.targets:
         print(f"running the engine ceiling (log: {workdir / 'engine.log'})", file=sys.stderr, flush=True)
         try:
@@ -214,7 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "engine": engine.describe(),
             "load": load.describe(),
             "api": args.api,
+            "repeat": args.repeat,
             "results": results,
+            "trials": trials,
             "failures": failures,
             "ratios": ratios(results["ours"], results["vllm"])
             if {"ours", "vllm"} <= results.keys()
