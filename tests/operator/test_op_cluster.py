@@ -445,3 +445,50 @@ def test_entry_point_runs_the_operator_from_its_environment(
             proc.wait(timeout=60)
     lines = [line for line in log_path.read_text().splitlines() if line.strip()]
     assert lines and all(json.loads(line)["message"] for line in lines)
+
+
+KOPF_PEERING_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "kopfpeerings.kopf.dev"},
+    "spec": {
+        "group": "kopf.dev",
+        "scope": "Namespaced",
+        "names": {"kind": "KopfPeering", "plural": "kopfpeerings", "singular": "kopfpeering"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def test_replicas_elect_a_leader_through_kopf_peering(
+    api: Api, kube_cluster: KubeCluster, run_operator: Callable[..., Any]
+) -> None:
+    install_crd(kube_cluster, KOPF_PEERING_CRD)
+    body = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "inference-operator"}}
+    api.custom.create_namespaced_custom_object("kopf.dev", "v1", api.ns, "kopfpeerings", body)
+
+    def keepalives() -> dict[str, Any]:
+        peering = api.custom.get_namespaced_custom_object(
+            "kopf.dev", "v1", api.ns, "kopfpeerings", "inference-operator"
+        )
+        return peering.get("status") or {}
+
+    with run_operator(api.ns, standalone=False):
+        (peer,) = wait_for(keepalives, what="a keep-alive in the inference-operator peering").values()
+        assert peer["priority"] > 0  # random: replicas of equal priority would all work at once
+        api.create_model(SPEC)
+        wait_for(api.deployment, what="Deployment from the peered operator")
