@@ -31,6 +31,7 @@ CHILDREN = (
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     """Register every handler of the operator into ``registry``."""
+    operator_settings = settings  # kopf passes its own ``settings`` to handlers under that name
 
     @kopf.on.login(id="login", registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -74,8 +75,6 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             reconciler: Reconciler | None = getattr(memo, "reconciler", None)
             if reconciler is not None:
                 _reconcile(reconciler, namespace, labels[MODEL_LABEL])
-
-    operator_settings = settings
 
 
 def _reconcile(reconciler: Reconciler, namespace: str, name: str) -> None:
