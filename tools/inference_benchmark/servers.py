@@ -114,6 +114,37 @@ def runtime_command(engine: EngineSettings, port: int, workdir: Path, class_name
     return ServerCommand("ours", argv, port, "/ready")
 
 
+@dataclass(frozen=True)
+class RunningServer:
+    """A ready server: where it listens and which process (group) it is, to account its CPU time."""
+
+    base_url: str
+    pid: int
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time used so far by the HTTP process itself, and by its whole process group.
+
+        The HTTP process is the front end (parsing, tokenizing, detokenizing, streaming); the group
+        adds vLLM's engine core and workers. CPU time, unlike wall time, barely depends on what else
+        runs on a shared machine, which makes it the steadier measure of what a request costs.
+        Linux only (reads /proc).
+        """
+        tick = os.sysconf("SC_CLK_TCK")
+        own = group = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # the process ended while we looked
+            if int(fields[2]) != self.pid:  # process group id: the server leads its own group
+                continue
+            used = (int(fields[11]) + int(fields[12])) / tick
+            group += used
+            if stat.parent.name == str(self.pid):
+                own = used
+        return own, group
+
+
 def _tail(log_path: Path) -> str:
     lines = log_path.read_text(errors="replace").splitlines()
     return "\n".join(lines[-_LOG_TAIL_LINES:])
@@ -150,8 +181,8 @@ def _stop(process: subprocess.Popen, grace_s: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def running(command: ServerCommand, log_path: Path, timeout_s: float = 600.0) -> Iterator[str]:
-    """Start the server, wait until it is ready, yield its base URL; stop it on the way out."""
+def running(command: ServerCommand, log_path: Path, timeout_s: float = 600.0) -> Iterator[RunningServer]:
+    """Start the server, wait until it is ready, yield it; stop it on the way out."""
     env = {
         **os.environ,
         "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
@@ -165,6 +196,6 @@ def running(command: ServerCommand, log_path: Path, timeout_s: float = 600.0) ->
         )
     try:
         _wait_ready(command, process, log_path, timeout_s)
-        yield command.base_url
+        yield RunningServer(command.base_url, process.pid)
     finally:
         _stop(process)

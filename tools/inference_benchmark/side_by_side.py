@@ -112,6 +112,19 @@ def comparison_table(results: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def cpu_table(results: dict[str, list[dict[str, Any]]]) -> str:
+    """Per load point, each server's CPU milliseconds per request: HTTP process, and all processes."""
+    present = [t for t in ("ours", "vllm") if t in results]
+    kinds = (("HTTP", "http_process"), ("all", "all_processes"))
+    lines = [
+        f"{'CPU ms/request':<16}" + "".join(f"{f'{t} {name}':>14}" for name, _ in kinds for t in present)
+    ]
+    for i, run in enumerate(results[present[0]]):
+        cells = (results[t][i]["server_cpu_ms_per_request"][key] for _, key in kinds for t in present)
+        lines.append(f"{run['load']:<16}" + "".join(f"{report.fmt(v, 2):>14}" for v in cells))
+    return "\n".join(lines)
+
+
 def _engine_ceiling(engine: EngineSettings, load: LoadSettings, workdir: Path) -> list[dict[str, Any]]:
     """Run the ceiling in its own process: it imports vLLM and spawns the engine core."""
     package_root = str(Path(__file__).resolve().parent.parent)
@@ -136,9 +149,9 @@ def _engine_ceiling(engine: EngineSettings, load: LoadSettings, workdir: Path) -
 
 def _start_servers(
     stack: contextlib.ExitStack, engine: EngineSettings, args: argparse.Namespace, workdir: Path
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Start the wanted servers one after the other; returns base URLs and, per failed one, why."""
-    urls: dict[str, str] = {}
+) -> tuple[dict[str, servers.RunningServer], dict[str, str]]:
+    """Start the wanted servers one after the other; returns those that run and, per failed one, why."""
+    started: dict[str, servers.RunningServer] = {}
     failures: dict[str, str] = {}
     for target in ("ours", "vllm"):
         if target not in args.targets:
@@ -151,13 +164,13 @@ def _start_servers(
                 if target == "ours"
                 else servers.vllm_command(engine, port)
             )
-            urls[target] = stack.enter_context(
+            started[target] = stack.enter_context(
                 servers.running(command, workdir / f"{target}.log", args.server_timeout)
             )
         except (ServerError, OSError) as exc:
             failures[target] = str(exc)
             print(f"{target}: {exc}", file=sys.stderr, flush=True)
-    return urls, failures
+    return started, failures
 
 
 def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -171,7 +184,11 @@ def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _interleaved_sweeps(
-    urls: dict[str, str], engine: EngineSettings, load: LoadSettings, api: str, repeat: int
+    servers_up: dict[str, servers.RunningServer],
+    engine: EngineSettings,
+    load: LoadSettings,
+    api: str,
+    repeat: int,
 ) -> dict[str, list[list[dict[str, Any]]]]:
     """Every load point ``repeat`` times against every server in turn, alternating who goes first.
 
@@ -179,21 +196,30 @@ def _interleaved_sweeps(
     (instead of one whole sweep after the other) exposes them to the same conditions. An idle vLLM
     server costs about 2% of a core, so keeping both up meanwhile does not disturb the other. Each
     repetition gets fresh prompts (the seed moves on), the same for both servers, so a prefix cache
-    warmed by one repetition does not flatter the next. Returns, per target, the runs of each point.
+    warmed by one repetition does not flatter the next. Each run also gets the servers' CPU time per
+    request sent (warm-up included). Returns, per target, the runs of each point.
     """
-    trials: dict[str, list[list[dict[str, Any]]]] = {target: [] for target in urls}
+    trials: dict[str, list[list[dict[str, Any]]]] = {target: [] for target in servers_up}
     turn = 0
     for point in load.points:
         for runs in trials.values():
             runs.append([])
         for repetition in range(repeat):
-            order = list(urls) if turn % 2 == 0 else list(reversed(urls))
+            order = list(servers_up) if turn % 2 == 0 else list(reversed(servers_up))
             turn += 1
             for target in order:
-                target_spec = HttpTarget(urls[target], api, engine.model_name)
+                target_spec = HttpTarget(servers_up[target].base_url, api, engine.model_name)
                 once = replace(load, points=(point,), seed=load.seed + repetition)
+                before = servers_up[target].cpu_seconds()
                 _, runs = asyncio.run(http_sweep(target_spec, once))
-                trials[target][-1].extend(run.as_dict() for run in runs)
+                after = servers_up[target].cpu_seconds()
+                [run] = [r.as_dict() for r in runs]
+                sent = load.num_requests + load.warmup
+                run["server_cpu_ms_per_request"] = {
+                    "http_process": 1000 * (after[0] - before[0]) / sent,
+                    "all_processes": 1000 * (after[1] - before[1]) / sent,
+                }
+                trials[target][-1].append(run)
     return trials
 
 
@@ -228,8 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     with contextlib.ExitStack() as stack:
-        urls, failures = _start_servers(stack, engine, args, workdir)
-        trials = _interleaved_sweeps(urls, engine, load, args.api, args.repeat)
+        servers_up, failures = _start_servers(stack, engine, args, workdir)
+        trials = _interleaved_sweeps(servers_up, engine, load, args.api, args.repeat)
     results = {target: [median_run(runs) for runs in per_point] for target, per_point in trials.items()}
     if "engine" in args.targets:
         print(f"running the engine ceiling (log: {workdir / 'engine.log'})", file=sys.stderr, flush=True)
@@ -242,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{target}:\n{report.sweep_table(runs)}\n")
     if results:
         print(comparison_table(results))
+    if servers_up:
+        print(f"\n{cpu_table(results)}")
     if args.output_json:
         document = {
             "machine": machine.describe(),
