@@ -72,9 +72,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             registry=registry,
         )
         def child_changed(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_: Any) -> None:
-            reconciler: Reconciler | None = getattr(memo, "reconciler", None)
-            if reconciler is not None:
-                _reconcile(reconciler, namespace, labels[MODEL_LABEL])
+            _reconcile(memo.reconciler, namespace, labels[MODEL_LABEL])
 
 
 def _reconcile(reconciler: Reconciler, namespace: str, name: str) -> None:
