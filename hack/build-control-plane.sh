@@ -21,12 +21,15 @@ W="${K8S_BUILD_DIR:-$(mktemp -d -t vif-k8s-build.XXXXXX)}"
 log "building kube-apiserver/kube-controller-manager $K8S_VERSION in $W (~5 min)"
 mkdir -p "$W"/apt/lists/partial "$W"/apt/archives/partial "$W"/apt/parts "$W"/debs "$W"/root "$W"/home
 
-# Reuse the machine's Debian mirror, adding source packages; fall back to the public archive.
+# Reuse the machine's own Debian mirror (deb822 or one-line format), adding source packages.
 if [ -f /etc/apt/sources.list.d/debian.sources ]; then
   sed 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources > "$W/apt/parts/src.sources"
+elif grep -qsE '^deb ' /etc/apt/sources.list; then
+  { grep -E '^deb ' /etc/apt/sources.list; grep -E '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /'; } \
+    > "$W/apt/parts/src.list"
 else
-  printf 'Types: deb deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\n%s\n' \
-    'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' > "$W/apt/parts/src.sources"
+  echo "build-control-plane: no Debian apt sources found in /etc/apt" >&2
+  exit 1
 fi
 APT=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$W/apt/parts"
      -o "Dir::State::Lists=$W/apt/lists" -o "Dir::Cache::Archives=$W/apt/archives")
