@@ -21,6 +21,7 @@ from inference_runtime.config import ResolvedModel
 from inference_runtime.engine import Engine, EngineOptions
 from inference_runtime.errors import APIError, InternalError, InvalidRequest, NotFound, openai_error_body
 from inference_runtime.metrics import Metrics
+from inference_runtime.observe import RequestIdMiddleware
 from inference_runtime.routes import info, metrics, protocols
 from inference_runtime.serving.admission import Admission
 from inference_runtime.serving.base import BaseServingEngine, ServingContext
@@ -78,6 +79,7 @@ def create_app(
             model=model,
             limits=settings.limits,
             admission=state.admission,
+            keys=state.keys,
             metrics=state.metrics,
             log_content=settings.log.log_content,
         )
@@ -108,10 +110,13 @@ def create_app(
         title="vLLM Inference Framework runtime",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        # Served by routes.info instead, behind the API key like every route but the probes.
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
     )
     app.state.runtime = state
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(info.router)
     app.include_router(metrics.router)
     app.state.route_owners = protocols.attach(app, serving_classes)

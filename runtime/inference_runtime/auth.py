@@ -41,6 +41,10 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def identify(self, authorization: str | None) -> str:
+        """The key id of a request: ``-`` while keys are off, else what :meth:`check` says."""
+        return self.check(authorization) if self.enabled else "-"
+
     def check(self, authorization: str | None) -> str:
         """The key id for a valid ``Authorization`` header; raises Unauthorized otherwise.
 

@@ -60,6 +60,9 @@ def _syslog_handler(target: str) -> logging.Handler:
     else:
         handler = logging.handlers.SysLogHandler(address=target)
     handler.ident = "inference-runtime: "
+    # Python ends each message with a NUL byte by default; rsyslog shows it as "#000" and it breaks
+    # collectors that parse the message as JSON.
+    handler.append_nul = False
     return handler
 
 

@@ -54,7 +54,7 @@ class Metrics:
         )
         self.ttft = Histogram(
             PREFIX + "time_to_first_token_seconds",
-            "Time from arrival to the first generated token.",
+            "Time from arrival to the first streamed token (streamed requests only).",
             labels,
             buckets=TTFT_BUCKETS,
             registry=registry,

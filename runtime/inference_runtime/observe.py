@@ -1,15 +1,57 @@
-"""Per-request bookkeeping: one record feeds the metrics and the access log line when it closes."""
+"""Per-request bookkeeping: the request id of every response, and one record per inference request that
+feeds the metrics and the access log line when it closes."""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
+import uuid
 from dataclasses import dataclass, field
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from inference_runtime.metrics import Metrics
 
 access_log = logging.getLogger("inference_runtime.access")
 FINISH_REASONS = frozenset({"stop", "length", "abort", "error"})
+# A client's id is echoed into headers and logs, so only a short, plain token is taken as is.
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+class RequestIdMiddleware:
+    """Give every HTTP request an id and return it in ``X-Request-Id`` on every response.
+
+    The id is the client's ``X-Request-Id`` when it is sane (so one id follows a call through a
+    gateway and our logs), else a new one. A middleware rather than a dependency, so that responses
+    produced before routing (404, 401, 413, 429, 503 while loading) carry it too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _client_request_id(scope) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Request-Id"] = request_id
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _client_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _CLIENT_ID.fullmatch(text) else None
+    return None
 
 
 @dataclass(slots=True)

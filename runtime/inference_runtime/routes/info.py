@@ -1,12 +1,13 @@
-"""Health, readiness, version and model listing."""
+"""Health, readiness, version, model listing and the API description (schema and its browser UI)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from inference_runtime import __version__
-from inference_runtime.deps import StateDep, request_context
+from inference_runtime.deps import StateDep, require_key
 from inference_runtime.engine import VLLM_VERSION, EngineDead
 from inference_runtime.errors import Unavailable
 
@@ -34,13 +35,13 @@ async def ready(state: StateDep) -> Response:
     return JSONResponse({"status": "ready", "model": state.model.name})
 
 
-@router.get("/version", summary="Versions of this runtime and of vLLM.")
+@router.get("/version", summary="Versions of this runtime and of vLLM.", dependencies=[Depends(require_key)])
 async def version() -> Response:
     return JSONResponse({"version": __version__, "vllm_version": VLLM_VERSION})
 
 
 @router.get(
-    "/v1/models", summary="The served model (OpenAI list format).", dependencies=[Depends(request_context)]
+    "/v1/models", summary="The served model (OpenAI list format).", dependencies=[Depends(require_key)]
 )
 async def models(state: StateDep) -> Response:
     card = {
@@ -51,3 +52,14 @@ async def models(state: StateDep) -> Response:
         "max_model_len": state.engine.max_model_len if state.engine else state.model.config.max_model_len,
     }
     return JSONResponse({"object": "list", "data": [card]})
+
+
+@router.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_key)])
+async def openapi(request: Request) -> Response:
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", include_in_schema=False, dependencies=[Depends(require_key)])
+async def docs(request: Request) -> HTMLResponse:
+    """Swagger UI. With API keys on, a browser cannot send the key, so use it on a keyless server."""
+    return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{request.app.title} - docs")

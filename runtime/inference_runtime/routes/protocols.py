@@ -1,21 +1,23 @@
-"""Mount each loaded serving class on its routes. The route is thin: it delegates to ``handle``."""
+"""Mount each loaded serving class on its routes. The route is thin: it delegates to ``handle``, which
+also checks the API key (so refused requests are counted and logged like any other)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 
-from inference_runtime.deps import request_context
 from inference_runtime.errors import Unavailable
 from inference_runtime.serving.base import BaseServingEngine
 
 
 def _endpoint(path: str) -> Any:
     async def serve(request: Request) -> Response:
-        serving = request.app.state.runtime.servings.get(path)
+        state = request.app.state.runtime
+        serving = state.servings.get(path)
         if serving is None:
+            state.keys.identify(request.headers.get("authorization"))  # 401 before "loading"
             raise Unavailable(
                 "The model is loading; retry when /ready answers 200.", headers={"Retry-After": "5"}
             )
@@ -27,7 +29,7 @@ def _endpoint(path: str) -> Any:
 def attach(app: FastAPI, classes: list[type[BaseServingEngine]]) -> dict[str, type[BaseServingEngine]]:
     """Add the routes of ``classes`` (first class wins a path) and return path -> class."""
     owners: dict[str, type[BaseServingEngine]] = {}
-    router = APIRouter(dependencies=[Depends(request_context)])
+    router = APIRouter()
     for cls in classes:
         schema = cls.request_model.model_json_schema(ref_template="#/components/schemas/{model}")
         for path in cls.routes:

@@ -1,8 +1,8 @@
 """BaseServingEngine: the one request path every protocol shares, with hooks for what differs.
 
-validate -> prompt -> sampling params -> engine -> response or stream -> errors. A protocol (built-in
-or plugin) subclasses this and overrides hooks; it never re-implements admission, limits, timeouts,
-disconnect handling, metrics or error rendering.
+API key -> admission -> validate -> prompt -> sampling params -> engine -> response or stream -> errors.
+A protocol (built-in or plugin) subclasses this and overrides hooks; it never re-implements API keys,
+admission, limits, timeouts, disconnect handling, metrics or error rendering.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
+from inference_runtime.auth import KeyRing
 from inference_runtime.config import ResolvedModel
 from inference_runtime.engine import Engine, EngineDead, EngineRequestError
 from inference_runtime.errors import (
@@ -52,6 +53,7 @@ class ServingContext:
     model: ResolvedModel
     limits: Limits
     admission: Admission
+    keys: KeyRing = field(default_factory=KeyRing)
     metrics: Metrics | None = None
     log_content: bool = False
 
@@ -242,14 +244,10 @@ class BaseServingEngine:
     async def handle(self, raw_request: Request) -> Response:
         """Serve one HTTP request end to end. Never raises: every failure becomes an error response."""
         request_id: str = raw_request.state.request_id
-        record = RequestRecord(
-            request_id=request_id,
-            model=self.model_name,
-            protocol=self.protocol,
-            key_id=getattr(raw_request.state, "key_id", "-"),
-        )
+        record = RequestRecord(request_id=request_id, model=self.model_name, protocol=self.protocol)
         admitted = streaming = False
         try:
+            record.key_id = self.ctx.keys.identify(raw_request.headers.get("authorization"))
             if not self.ctx.admission.try_acquire():
                 if self.ctx.metrics is not None:
                     self.ctx.metrics.rejected.labels(self.model_name, self.protocol).inc()
@@ -272,26 +270,16 @@ class BaseServingEngine:
                 record.stream = streaming = True
                 state = StreamState(id=response_id, created=int(time.time()), prompts=prompts)
                 events = self._stream(request, prompts, specs, state, record)
-                return _GuardedStream(
-                    events,
-                    on_close=lambda: self._finish(record, admitted=True),
-                    headers={"X-Request-Id": request_id},
-                )
+                return _GuardedStream(events, on_close=lambda: self._finish(record, admitted=True))
             result = await self._complete(request, prompts, specs, response_id, record, raw_request)
             if self.ctx.log_content:
                 logger.info("request_id=%s completion=%r", request_id, [c.text for c in result.choices])
-            return Response(
-                orjson.dumps(self.create_response(request, result)),
-                media_type=JSON,
-                headers={"X-Request-Id": request_id},
-            )
+            return Response(orjson.dumps(self.create_response(request, result)), media_type=JSON)
         except Exception as exc:
             streaming = False
             error = self._to_api_error(exc, request_id)
             record.fail(error.status, error.type)
-            response = self.create_error_response(error)
-            response.headers["X-Request-Id"] = request_id
-            return response
+            return self.create_error_response(error)
         finally:
             if not streaming:
                 self._finish(record, admitted=admitted)
@@ -336,7 +324,9 @@ class BaseServingEngine:
             ):
                 final = chunk
             assert final is not None
-            record.tokens_arrived(sum(c.num_tokens for c in final.choices))
+            # The whole answer arrives at once: no time to first token to observe (vLLM's own
+            # vllm:time_to_first_token_seconds measures it inside the engine).
+            record.completion_tokens += sum(c.num_tokens for c in final.choices)
             for c in final.choices:
                 c.index += i * specs[i].n
             return final.choices
@@ -377,14 +367,15 @@ class BaseServingEngine:
     ) -> AsyncIterator[bytes]:
         state.prompt_tokens = record.prompt_tokens
         deadline = asyncio.get_running_loop().time() + self.ctx.limits.request_timeout
+        merged = _merge(
+            [
+                self.engine.generate(p.token_ids, s, self._engine_id(state.id, i), stream=True)
+                for i, (p, s) in enumerate(zip(prompts, specs, strict=True))
+            ],
+            deadline,
+        )
         try:
-            async for i, chunk in _merge(
-                [
-                    self.engine.generate(p.token_ids, s, self._engine_id(state.id, i), stream=True)
-                    for i, (p, s) in enumerate(zip(prompts, specs, strict=True))
-                ],
-                deadline,
-            ):
+            async for i, chunk in merged:
                 new = sum(c.num_tokens for c in chunk.choices)
                 record.tokens_arrived(new)
                 state.completion_tokens += new
@@ -398,10 +389,16 @@ class BaseServingEngine:
                 usage = self.stream_usage(request, state)
                 if usage is not None:
                     yield b"data: " + orjson.dumps(usage) + b"\n\n"
+        except (GeneratorExit, asyncio.CancelledError):
+            # The client went away mid-stream (Starlette cancels the stream, or closes it): not a success.
+            record.fail(ClientDisconnected.status, ClientDisconnected.type)
+            raise
         except Exception as exc:
             error = self._to_api_error(exc, record.request_id)
             record.fail(error.status, error.type)
             yield b"data: " + orjson.dumps(openai_error_body(error)) + b"\n\n"
+        finally:
+            await merged.aclose()  # now, not at garbage collection: this aborts the engine requests
         yield b"data: [DONE]\n\n"
 
 
@@ -409,11 +406,11 @@ class _GuardedStream(StreamingResponse):
     """A streaming response that always closes its body iterator and runs ``on_close`` when done,
     also when the client disconnects before or during the stream (which aborts the engine work)."""
 
-    def __init__(self, content: AsyncIterator[bytes], *, on_close: Any, headers: dict[str, str]) -> None:
+    def __init__(self, content: AsyncIterator[bytes], *, on_close: Any) -> None:
         super().__init__(
             content,
             media_type="text/event-stream",
-            headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
         self._on_close = on_close
 
