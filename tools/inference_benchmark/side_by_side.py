@@ -97,13 +97,13 @@ def comparison_table(results: dict[str, list[dict[str, Any]]]) -> str:
     """Per load point: each target's throughput and TTFT p50/p99, then the ours/vLLM ratios."""
     present = [t for t in TARGETS if t in results]
     both = "ours" in results and "vllm" in results
-    header = f"{'load':<10}" + "".join(f"{f'{t} {name}':>18}" for name, _, _ in COMPARED for t in present)
+    header = f"{'load':<18}" + "".join(f"{f'{t} {name}':>18}" for name, _, _ in COMPARED for t in present)
     if both:
         header += "".join(f"{f'ratio {name}':>16}" for name, _, _ in COMPARED)
     lines = [header]
     ratio_rows = ratios(results["ours"], results["vllm"]) if both else []
     for i, run in enumerate(results[present[0]]):
-        line = f"{run['load']:<10}"
+        line = f"{run['load']:<18}"
         for _, metric, statistic in COMPARED:
             line += "".join(f"{report.fmt(_figure(results[t][i], metric, statistic)):>18}" for t in present)
         if both:
