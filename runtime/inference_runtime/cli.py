@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> None:
         port=settings.port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace)),
+        # The drain above already gave in-flight requests the grace period; what uvicorn still finds
+        # then is cut after this (else a pod would need twice the grace before SIGKILL).
+        timeout_graceful_shutdown=2,
         lifespan="on",
         server_header=False,
     )

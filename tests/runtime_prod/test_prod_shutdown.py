@@ -1,8 +1,10 @@
 """A server of its own, because the last test stops it: per-request timeouts, keys from $API_KEYS with
---metrics-require-auth, and SIGTERM during two live streams (drain, [DONE] for both, exit 0)."""
+--metrics-require-auth, and SIGTERM during live streams (drain, [DONE] for those that end within the
+grace period, the rest cut at its end, exit 0)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import subprocess
@@ -17,9 +19,11 @@ from fixtures.prereq import require_path
 from fixtures.runtime_server import TINY_NAME, RunningServer, start_runtime, tiny_entry
 
 pytestmark = pytest.mark.engine
-TIMEOUT = 10  # --request-timeout
-# Two sequences at a time: a 16-choice request then needs far longer than TIMEOUT, while the two
-# single-choice streams of the drain test still run side by side and end well within it.
+TIMEOUT = 20  # --request-timeout
+GRACE = 12  # --shutdown-grace
+# Two sequences at a time: a "huge" request (4 prompts x 16 choices x ~2000 tokens) then needs minutes,
+# far longer than TIMEOUT and GRACE, while the two single-choice streams of the drain test still run
+# side by side and end well within GRACE.
 ENGINE_ARGS = {"enforce_eager": True, "max_num_seqs": 2, "seed": 0}
 STREAM_TOKENS = 800
 
@@ -36,7 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         "--request-timeout",
         str(TIMEOUT),
         "--shutdown-grace",
-        "120",
+        str(GRACE),
         "--metrics-require-auth",
         env={"API_KEYS": f"drain:{key}"},
         model_root=model.parent,
@@ -57,10 +61,10 @@ def test_metrics_require_auth_when_asked(server: RunningServer) -> None:
         assert httpx.get(server.base_url + probe, timeout=30).status_code == 200
 
 
-def long_request(server: RunningServer, *, stream: bool) -> dict[str, object]:
+def huge_request(server: RunningServer, *, stream: bool) -> dict[str, object]:
     return {
         "model": server.model_name,
-        "prompt": "hi",
+        "prompt": ["hi"] * 4,
         "max_tokens": MAX_MODEL_LEN - 16,
         "n": 16,
         "ignore_eos": True,
@@ -68,11 +72,14 @@ def long_request(server: RunningServer, *, stream: bool) -> dict[str, object]:
     }
 
 
+HUGE_TOKENS = 4 * 16 * (MAX_MODEL_LEN - 16)
+
+
 def test_request_timeout_non_stream(server: RunningServer) -> None:
     before = scrape(server.base_url, auth(server))
     r = httpx.post(
         server.base_url + "/v1/completions",
-        json=long_request(server, stream=False),
+        json=huge_request(server, stream=False),
         headers=auth(server),
         timeout=300,
     )
@@ -82,7 +89,7 @@ def test_request_timeout_non_stream(server: RunningServer) -> None:
     wait_for(lambda: engine_running(server.base_url, auth(server)) == 0, "engine idle after the timeout")
     after = scrape(server.base_url, auth(server))
     generated = after.value("vllm:generation_tokens_total") - before.value("vllm:generation_tokens_total")
-    assert generated < 16 * (MAX_MODEL_LEN - 16) / 2, generated  # cut off, not run to the end
+    assert generated < HUGE_TOKENS / 2, generated  # cut off, not run to the end
     assert (
         after.value("inference_requests_total", status="504")
         - before.value("inference_requests_total", status="504")
@@ -92,7 +99,7 @@ def test_request_timeout_non_stream(server: RunningServer) -> None:
 
 def test_request_timeout_stream_ends_with_an_error_event_and_done(server: RunningServer) -> None:
     with httpx.Client(base_url=server.base_url, headers=auth(server), timeout=300) as http:
-        events = sse_events(http, "/v1/completions", long_request(server, stream=True))
+        events = sse_events(http, "/v1/completions", huge_request(server, stream=True))
     assert events[0]["choices"], events[0]  # it was streaming when the deadline hit
     assert events[-1] == {
         "error": {
@@ -106,29 +113,20 @@ def test_request_timeout_stream_ends_with_an_error_event_and_done(server: Runnin
 
 
 class StreamReader(threading.Thread):
-    """Reads one stream to its end in the background, signalling when the first event arrived."""
+    """Reads one stream to its end in the background; ``started`` is set at its first event."""
 
-    def __init__(self, server: RunningServer) -> None:
+    def __init__(self, server: RunningServer, body: dict[str, object]) -> None:
         super().__init__(daemon=True)
-        self.server = server
+        self.body = body
+        # Built here, not in run(): building clients in several threads at once can take seconds.
+        self.http = httpx.Client(base_url=server.base_url, headers=auth(server), timeout=300)
         self.started = threading.Event()
         self.events: list[str] = []
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        body = {
-            "model": self.server.model_name,
-            "prompt": "hi",
-            "max_tokens": STREAM_TOKENS,
-            "ignore_eos": True,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
         try:
-            with (
-                httpx.Client(base_url=self.server.base_url, headers=auth(self.server), timeout=300) as http,
-                http.stream("POST", "/v1/completions", json=body) as r,
-            ):
+            with self.http, self.http.stream("POST", "/v1/completions", json=self.body) as r:
                 assert r.status_code == 200
                 for line in r.iter_lines():
                     if line.startswith("data: "):
@@ -139,12 +137,28 @@ class StreamReader(threading.Thread):
             self.started.set()
 
 
-def test_sigterm_drains_two_live_streams_then_exits_0(server: RunningServer) -> None:
-    readers = [StreamReader(server), StreamReader(server)]
-    for reader in readers:
+def in_flight(server: RunningServer) -> float:
+    return scrape(server.base_url, auth(server)).value("inference_requests_in_flight")
+
+
+def test_sigterm_drains_live_streams_then_exits_0(server: RunningServer) -> None:
+    short = {
+        "model": server.model_name,
+        "prompt": "hi",
+        "max_tokens": STREAM_TOKENS,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    streams = [StreamReader(server, short), StreamReader(server, short)]
+    for reader in streams:
         reader.start()
-    for reader in readers:
+    for reader in streams:
         assert reader.started.wait(120) and reader.error is None, reader.error
+    # A third stream, admitted but waiting for the engine behind the two: it cannot end within GRACE.
+    huge = StreamReader(server, huge_request(server, stream=True))
+    huge.start()
+    wait_for(lambda: in_flight(server) == 3, "three requests in flight")
 
     server.proc.send_signal(signal.SIGTERM)
     wait_for(lambda: httpx.get(server.base_url + "/ready", timeout=30).status_code == 503, "/ready turns 503")
@@ -160,17 +174,20 @@ def test_sigterm_drains_two_live_streams_then_exits_0(server: RunningServer) -> 
     assert refused.json()["error"]["type"] == "service_unavailable_error"
     assert httpx.get(server.base_url + "/health", timeout=30).status_code == 200  # alive, just draining
 
-    for reader in readers:
+    for reader in streams:
         reader.join(300)
         assert not reader.is_alive() and reader.error is None, reader.error
         assert reader.events[-1] == "[DONE]"
-        assert not [e for e in reader.events if '"error"' in e]
+        assert not [e for e in reader.events[:-1] if "error" in json.loads(e)]
         assert f'"completion_tokens":{STREAM_TOKENS}' in reader.events[-2]  # the usage event: complete
     try:
         code = server.proc.wait(180)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the runtime did not exit after draining:\n{server.log()[-3000:]}")
     assert code == 0, server.log()[-3000:]
+    huge.join(60)
+    assert not huge.is_alive() and "[DONE]" not in huge.events  # cut when the grace period ended
     log = server.log()
-    assert "draining: 2 request(s) in flight" in log  # both streams were live when SIGTERM came
+    assert "draining: 3 request(s) in flight" in log  # all three were live when SIGTERM came
+    assert "grace period over with 1 request(s) in flight" in log
     assert "engine stopped" in log
