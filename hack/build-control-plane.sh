@@ -19,20 +19,9 @@ fi
 
 W="${K8S_BUILD_DIR:-$(mktemp -d -t vif-k8s-build.XXXXXX)}"
 log "building kube-apiserver/kube-controller-manager $K8S_VERSION in $W (~5 min)"
-mkdir -p "$W"/apt/lists/partial "$W"/apt/archives/partial "$W"/apt/parts "$W"/debs "$W"/root "$W"/home
+mkdir -p "$W"/debs "$W"/root "$W"/home
 
-# Reuse the machine's own Debian mirror (deb822 or one-line format), adding source packages.
-if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-  sed 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources > "$W/apt/parts/src.sources"
-elif grep -qsE '^deb ' /etc/apt/sources.list; then
-  { grep -E '^deb ' /etc/apt/sources.list; grep -E '^deb ' /etc/apt/sources.list | sed 's/^deb /deb-src /'; } \
-    > "$W/apt/parts/src.list"
-else
-  echo "build-control-plane: no Debian apt sources found in /etc/apt" >&2
-  exit 1
-fi
-APT=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$W/apt/parts"
-     -o "Dir::State::Lists=$W/apt/lists" -o "Dir::Cache::Archives=$W/apt/archives")
+private_apt "$W" src   # the machine's own Debian mirror, plus source packages
 apt-get "${APT[@]}" update -qq
 (cd "$W" && apt-get "${APT[@]}" source --download-only -qq kubernetes)   # 1.20.5+really1.20.2
 (cd "$W/debs" && apt-get "${APT[@]}" download -qq golang-1.19-go golang-1.19-src rsync libpopt0 \

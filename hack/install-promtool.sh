@@ -27,17 +27,8 @@ done
 
 W="$(mktemp -d)"
 trap 'rm -rf "$W"' EXIT
-mkdir -p "$W"/apt/lists/partial "$W"/apt/archives/partial "$W"/apt/parts "$W"/root
-# Reuse the machine's Debian sources; fall back to the public bookworm archive.
-if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-  cp /etc/apt/sources.list.d/debian.sources "$W/apt/parts/"
-else
-  printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\n%s\n' \
-    'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' > "$W/apt/parts/debian.sources"
-fi
-APT=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$W/apt/parts"
-     -o "Dir::State::Lists=$W/apt/lists" -o "Dir::Cache::Archives=$W/apt/archives"
-     -o Debug::NoLocking=1 -o "APT::Sandbox::User=$(id -un)")
+mkdir -p "$W/root"
+private_apt "$W"
 log "fetching promtool $PROMTOOL_VERSION from Debian's prometheus package"
 apt-get "${APT[@]}" update -qq
 (cd "$W" && apt-get "${APT[@]}" download -qq prometheus)

@@ -21,3 +21,27 @@ HELM_DIR="$CACHE/helm-$HELM_VERSION"
 mkdir -p "$CACHE" "$MODELS"
 export HF_HUB_OFFLINE=1 VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}"
 log() { printf '\033[1m[hack]\033[0m %s\n' "$*" >&2; }
+
+# private_apt DIR [src]: apt-get options for a private apt state under DIR that reuses the machine's
+# own Debian sources (deb822 or one-line format), with source packages too when the second argument
+# is "src". Prints nothing; sets the array APT. Changes nothing in /etc.
+private_apt() {
+  local dir="$1" with_src="${2:-}"
+  mkdir -p "$dir"/apt/lists/partial "$dir"/apt/archives/partial "$dir"/apt/parts
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    if [ "$with_src" = src ]; then
+      sed 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources > "$dir/apt/parts/src.sources"
+    else
+      cp /etc/apt/sources.list.d/debian.sources "$dir/apt/parts/"
+    fi
+  elif grep -qsE '^deb ' /etc/apt/sources.list; then
+    grep -E '^deb ' /etc/apt/sources.list > "$dir/apt/parts/main.list"
+    [ "$with_src" = src ] && sed 's/^deb /deb-src /' "$dir/apt/parts/main.list" > "$dir/apt/parts/src.list"
+  else
+    log "no Debian apt sources found in /etc/apt"
+    return 1
+  fi
+  APT=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$dir/apt/parts"
+       -o "Dir::State::Lists=$dir/apt/lists" -o "Dir::Cache::Archives=$dir/apt/archives"
+       -o Debug::NoLocking=1 -o "APT::Sandbox::User=$(id -un)")
+}

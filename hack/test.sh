@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # README command 2 (and what CI runs): set up everything the tests need, cached outside the clone,
-# then lint and run the whole suite against real parts (vLLM engine, kube-apiserver, helm).
+# then lint and run the whole suite against real parts (vLLM engine, kube-apiserver, helm, promtool).
 # Extra arguments go to pytest (e.g. hack/test.sh tests/runtime -k chat).
 source "$(dirname "$0")/lib.sh"
 "$ROOT/hack/setup-venv.sh"
 "$ROOT/hack/fetch-models.sh" >/dev/null
 "$ROOT/hack/build-control-plane.sh"
-"$ROOT/hack/install-helm.sh" >/dev/null
+VIF_HELM="$("$ROOT/hack/install-helm.sh")"
+VIF_PROMTOOL="$("$ROOT/hack/install-promtool.sh")"
 
-export VIF_TINY_MODEL="$TINY_DIR" VIF_SMOLLM2_MODEL="$SMOLLM2_DIR" VIF_K8S_BIN="$K8S_DIR" VIF_HELM="$HELM_DIR/helm"
+export VIF_TINY_MODEL="$TINY_DIR" VIF_SMOLLM2_MODEL="$SMOLLM2_DIR" VIF_K8S_BIN="$K8S_DIR" VIF_HELM VIF_PROMTOOL
 # Every prerequisite was prepared above, so a test that would skip for lack of one fails instead.
 export VIF_REQUIRE_ALL=1
 cd "$ROOT"
