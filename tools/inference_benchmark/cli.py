@@ -56,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--path", default=None, help="route to call instead of the protocol's default")
     target.add_argument("--model", default=None, help="model name to request (default: first of /v1/models)")
     target.add_argument("--api-key", default=None, help="sent as 'Authorization: Bearer KEY'")
-    target.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in s (default 600)")
+    target.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="seconds to connect, and to wait for each read (default 600)",
+    )
     add_load_arguments(parser)
     parser.add_argument("--output-json", type=Path, default=None, help="write settings and results here")
     return parser
@@ -77,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, PromptFileError, OSError) as exc:
         parser.error(str(exc))
     except httpx.HTTPError as exc:
-        parser.exit(2, f"inference-benchmark: cannot talk to {args.base_url}: {exc!r}\n")
+        hint = "" if args.model else " (without --model, the model name is asked from /v1/models)"
+        parser.exit(2, f"inference-benchmark: cannot talk to {args.base_url}: {exc!r}{hint}\n")
     except KeyboardInterrupt:
         return 130
     for result in results:
