@@ -43,6 +43,7 @@ from inference_runtime.settings import Limits
 
 logger = logging.getLogger(__name__)
 JSON = "application/json"
+TOKENIZE_IN_THREAD_CHARS = 8192  # below this, a thread hop costs more than encoding
 
 
 @dataclass(slots=True)
@@ -137,7 +138,7 @@ class BaseServingEngine:
 
     async def create_prompts(self, request: Any, raw_request: Request) -> list[PromptInput]:
         """All prompts of a request (batching protocols override); each runs as one engine request."""
-        return [self.tokenize(await self.create_prompt(request, raw_request))]
+        return [await self.tokenize(await self.create_prompt(request, raw_request))]
 
     def sampling_params(self, request: Any, prompt_tokens: int) -> SamplingSpec:
         """Sampling parameters from the request; ``max_tokens`` defaults to the remaining context."""
@@ -203,9 +204,14 @@ class BaseServingEngine:
         )
 
     # --------------------------------------------------------- shared helpers
-    def tokenize(self, prompt: str | list[int]) -> PromptInput:
+    async def tokenize(self, prompt: str | list[int]) -> PromptInput:
+        """Token ids for a prompt. Long texts are encoded in a thread so they do not stall other streams."""
         if isinstance(prompt, str):
-            ids = self.engine.tokenizer.encode(prompt, add_special_tokens=self.add_special_tokens)
+            encode = self.engine.tokenizer.encode
+            if len(prompt) > TOKENIZE_IN_THREAD_CHARS:
+                ids = await asyncio.to_thread(encode, prompt, add_special_tokens=self.add_special_tokens)
+            else:
+                ids = encode(prompt, add_special_tokens=self.add_special_tokens)
             return PromptInput(token_ids=list(ids), text=prompt)
         return PromptInput(token_ids=list(prompt))
 
@@ -383,12 +389,14 @@ class BaseServingEngine:
                     c.index += i * specs[i].n
                     if c.finish_reason is not None:
                         record.finish_reasons.append(c.finish_reason)
-                for event in self.stream_chunks(request, chunk, state):
-                    yield b"data: " + orjson.dumps(event) + b"\n\n"
-            if self.include_usage(request):
-                usage = self.stream_usage(request, state)
-                if usage is not None:
-                    yield b"data: " + orjson.dumps(usage) + b"\n\n"
+                # One write per engine step: socket writes are the largest cost of a stream.
+                events = self.stream_chunks(request, chunk, state)
+                if events:
+                    yield b"".join(_sse(event) for event in events)
+            usage = self.stream_usage(request, state) if self.include_usage(request) else None
+            if usage is not None:
+                yield _sse(usage) + _DONE
+                return
         except (GeneratorExit, asyncio.CancelledError):
             # The client went away mid-stream (Starlette cancels the stream, or closes it): not a success.
             record.fail(ClientDisconnected.status, ClientDisconnected.type)
@@ -396,10 +404,17 @@ class BaseServingEngine:
         except Exception as exc:
             error = self._to_api_error(exc, record.request_id)
             record.fail(error.status, error.type)
-            yield b"data: " + orjson.dumps(openai_error_body(error)) + b"\n\n"
+            yield _sse(openai_error_body(error))
         finally:
             await merged.aclose()  # now, not at garbage collection: this aborts the engine requests
-        yield b"data: [DONE]\n\n"
+        yield _DONE
+
+
+_DONE = b"data: [DONE]\n\n"
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
 class _GuardedStream(StreamingResponse):

@@ -41,7 +41,7 @@ class OpenAIServingCompletion(BaseServingEngine):
         for item in items:
             if not isinstance(item, str) and any(t < 0 or t >= vocab for t in item):
                 raise InvalidRequest(f"Token ids must be in [0, {vocab}).", param="prompt")
-            prompts.append(self.tokenize(item))
+            prompts.append(await self.tokenize(item))
         return prompts
 
     def sampling_params(self, request: CompletionRequest, prompt_tokens: int) -> SamplingSpec:
