@@ -24,7 +24,7 @@ import pytest
 import yaml
 from chart_helpers import CHART, Helm
 
-from fixtures.cluster import KubeCluster, install_crd, uninstall_crd, wait_for
+from fixtures.cluster import SERVICEMONITOR_CRD, KubeCluster, install_crd, uninstall_crd, wait_for
 from inference_operator.settings import OperatorSettings
 
 pytestmark = [pytest.mark.helm, pytest.mark.cluster]
@@ -37,27 +37,6 @@ MODEL = {
     "kind": "InferenceModel",
     "metadata": {"name": MODEL_NAME},
     "spec": {"model": {"path": "smollm2-135m-instruct"}, "maxModelLen": 2048},
-}
-# prometheus-operator's ServiceMonitor kind, schema-less: enough for the operator to create and delete one.
-SERVICEMONITOR_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {
-        "group": "monitoring.coreos.com",
-        "scope": "Namespaced",
-        "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                },
-            }
-        ],
-    },
 }
 
 

@@ -19,33 +19,13 @@ from typing import Any
 import kubernetes
 import pytest
 
-from fixtures.cluster import KubeCluster, free_port, install_crd, uninstall_crd, wait_for
+from fixtures.cluster import SERVICEMONITOR_CRD, KubeCluster, free_port, install_crd, uninstall_crd, wait_for
 from inference_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 
 pytestmark = pytest.mark.cluster
 
 SPEC = {"model": {"path": "smollm2"}, "resources": {"requests": {"cpu": 1}}}
 SELECTOR = {"app.kubernetes.io/name": "inference-runtime", "app.kubernetes.io/instance": "smollm2"}
-SERVICEMONITOR_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {
-        "group": "monitoring.coreos.com",
-        "scope": "Namespaced",
-        "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                },
-            }
-        ],
-    },
-}
 
 
 class Api:
