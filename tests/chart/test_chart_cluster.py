@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import yaml
 from chart_helpers import CHART, Helm
 
 from fixtures.cluster import SERVICEMONITOR_CRD, KubeCluster, install_crd, uninstall_crd, wait_for
+from fixtures.processes import stop_process
 from inference_operator.settings import OperatorSettings
 
 pytestmark = [pytest.mark.helm, pytest.mark.cluster]
@@ -179,12 +179,7 @@ def _operator_as_deployed(
         assert process.poll() is None, f"the operator exited:\n{log.read_text()[-3000:]}"
         yield process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _healthy(port: int) -> bool:

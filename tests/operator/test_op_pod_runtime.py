@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from op_helpers import make_model
 
 from fixtures.cluster import free_port, wait_for
+from fixtures.processes import stop_process
 from inference_operator.build import configmap, deployment
 from inference_operator.build.configmap import CONFIG_KEY
 from inference_operator.build.deployment import API_KEYS_FILE, CONFIG_PATH, MODELS_DIR
@@ -82,12 +82,7 @@ def pod_process(tiny_model_path: Path, tmp_path: Path) -> Any:
     try:
         yield container, port, proc, tmp_path / "runtime.log"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 
