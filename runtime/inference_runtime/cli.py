@@ -2,7 +2,8 @@
 
 Config, path and plugin errors exit with status 2 and one line naming the problem, before the engine
 (which takes seconds to minutes) is started. SIGTERM drains: /ready turns 503 at once, new requests
-get 503, in-flight requests and streams finish within the grace period, then the engine stops.
+get 503, in-flight requests and streams finish within the grace period, then the engine stops. What
+is still in flight when the grace period ends gets a 503 (or, mid-stream, a last error event).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class DrainingServer(uvicorn.Server):
             await asyncio.sleep(0.05)
         if admission.active:
             logger.warning("grace period over with %d request(s) in flight; stopping", admission.active)
+        admission.stopping = True
         self.should_exit = True
 
     def fatal(self) -> None:

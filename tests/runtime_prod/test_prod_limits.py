@@ -82,9 +82,10 @@ def first_event(sock: socket.socket) -> None:
 def test_disconnect_frees_engine_work(prod: ProdServer, stream: bool) -> None:
     """The client sends a long request, waits until the engine runs it, and hangs up.
 
-    The request asks for far more tokens than the engine makes in the time any check here takes
-    (8 prompts x 16 choices x ~2000 tokens: minutes on a CPU), so a request that is not aborted
-    shows up as a token count, without a timed assertion.
+    Every sequence ignores EOS, so a request that is not aborted generates exactly ``requested``
+    tokens (8 prompts x 16 choices x ~2000 tokens) before the engine goes idle; one that is aborted
+    stops short of it. How far short depends on how fast the loaded API process notices the hang-up,
+    which is not asserted.
     """
     prompts, n, max_tokens = 8, 16, MAX_MODEL_LEN - 16
     requested = prompts * n * max_tokens
@@ -112,7 +113,7 @@ def test_disconnect_frees_engine_work(prod: ProdServer, stream: bool) -> None:
     wait_for(
         lambda: engine_running(prod.url) == 0, "vllm:num_requests_running back to 0 after the disconnect"
     )
-    assert generated() < requested / 10, (generated(), requested)
+    assert generated() < requested, (generated(), requested)
     labels = {"model": prod.model, "protocol": "completion"}
 
     def recorded() -> bool:

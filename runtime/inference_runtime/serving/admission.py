@@ -11,7 +11,8 @@ class Admission:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.active = 0
-        self.draining = False
+        self.draining = False  # SIGTERM came: refuse new work, let what is in flight finish
+        self.stopping = False  # the grace period is over: what is still in flight gets cut
 
     def try_acquire(self) -> bool:
         if self.draining or self.active >= self.limit:
@@ -24,9 +25,14 @@ class Admission:
 
     def refusal(self) -> APIError:
         if self.draining:
-            return Unavailable("The server is shutting down.", headers={"Retry-After": "1"})
+            return shutting_down()
         return Overloaded(
             f"The server is at its limit of {self.limit} concurrent requests; retry shortly.",
             code="concurrency_limit",
             headers={"Retry-After": "1"},
         )
+
+
+def shutting_down() -> APIError:
+    """The answer to work refused during the drain, or cut when the grace period ends."""
+    return Unavailable("The server is shutting down.", headers={"Retry-After": "1"})

@@ -8,6 +8,7 @@ admission, limits, timeouts, disconnect handling, metrics or error rendering.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -38,7 +39,7 @@ from inference_runtime.errors import (
 from inference_runtime.generation import ChoiceOutput, GenerationChunk, SamplingSpec
 from inference_runtime.metrics import Metrics
 from inference_runtime.observe import RequestRecord
-from inference_runtime.serving.admission import Admission
+from inference_runtime.serving.admission import Admission, shutting_down
 from inference_runtime.settings import Limits
 
 logger = logging.getLogger(__name__)
@@ -276,7 +277,11 @@ class BaseServingEngine:
                 record.stream = streaming = True
                 state = StreamState(id=response_id, created=int(time.time()), prompts=prompts)
                 events = self._stream(request, prompts, specs, state, record)
-                return _GuardedStream(events, on_close=lambda: self._finish(record, admitted=True))
+                return _GuardedStream(
+                    events,
+                    on_close=lambda: self._finish(record, admitted=True),
+                    admission=self.ctx.admission,
+                )
             result = await self._complete(request, prompts, specs, response_id, record, raw_request)
             if self.ctx.log_content:
                 logger.info("request_id=%s completion=%r", request_id, [c.text for c in result.choices])
@@ -284,6 +289,14 @@ class BaseServingEngine:
         except Exception as exc:
             streaming = False
             error = self._to_api_error(exc, request_id)
+            record.fail(error.status, error.type)
+            return self.create_error_response(error)
+        except asyncio.CancelledError:
+            if not self.ctx.admission.stopping:
+                raise
+            # uvicorn cancels what is left when the grace period is over: answer it instead of a 500.
+            streaming = False
+            error = shutting_down()
             record.fail(error.status, error.type)
             return self.create_error_response(error)
         finally:
@@ -352,6 +365,7 @@ class BaseServingEngine:
             per_prompt = work.result()
         finally:
             gone.cancel()
+            work.cancel()  # a no-op once it is done; else (cancelled at shutdown) it aborts the engine work
         choices = [c for group in per_prompt for c in group]
         record.finish_reasons = [c.finish_reason or "abort" for c in choices]
         return Completion(
@@ -397,10 +411,16 @@ class BaseServingEngine:
             if usage is not None:
                 yield _sse(usage) + _DONE
                 return
-        except (GeneratorExit, asyncio.CancelledError):
-            # The client went away mid-stream (Starlette cancels the stream, or closes it): not a success.
-            record.fail(ClientDisconnected.status, ClientDisconnected.type)
-            raise
+        except (GeneratorExit, asyncio.CancelledError) as exc:
+            if isinstance(exc, GeneratorExit) or not self.ctx.admission.stopping:
+                # The client went away (Starlette cancels the stream, or closes it): not a success.
+                record.fail(ClientDisconnected.status, ClientDisconnected.type)
+                raise
+            # The grace period is over and uvicorn cancels the stream: end it with an error event.
+            error = shutting_down()
+            record.fail(error.status, error.type)
+            yield _sse(openai_error_body(error)) + _DONE
+            return
         except Exception as exc:
             error = self._to_api_error(exc, record.request_id)
             record.fail(error.status, error.type)
@@ -421,19 +441,28 @@ class _GuardedStream(StreamingResponse):
     """A streaming response that always closes its body iterator and runs ``on_close`` when done,
     also when the client disconnects before or during the stream (which aborts the engine work)."""
 
-    def __init__(self, content: AsyncIterator[bytes], *, on_close: Any) -> None:
+    def __init__(self, content: AsyncIterator[bytes], *, on_close: Any, admission: Admission) -> None:
         super().__init__(
             content,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
         self._on_close = on_close
+        self._admission = admission
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self._admission.stopping:
+                raise
+            # Cut at the end of the grace period, after its last event (see _stream): finish the HTTP
+            # response, so the client sees a complete stream and the log no traceback.
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            await self.body_iterator.aclose()  # type: ignore[union-attr]
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.body_iterator.aclose()  # type: ignore[union-attr]
             self._on_close()
 
 
