@@ -190,8 +190,7 @@ async def sigterm_with_requests_in_flight(server: RunningServer) -> tuple[list[s
     """With an unfinished upload and a live stream in flight, send SIGTERM and check the draining
     server's answers. Returns the events of the stream and what the upload's connection received.
 
-    One thread, one event loop: reader threads in the test process once starved its main thread for
-    longer than GRACE on a loaded machine, so the checks came after the server had stopped.
+    One event loop and no reader threads, so the checks run while the stream is still live.
     """
     body = {
         "model": server.model_name,
