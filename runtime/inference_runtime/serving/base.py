@@ -230,6 +230,10 @@ class BaseServingEngine:
                 f"The messages cannot be rendered with the chat template: {exc}"[:500], param="messages"
             ) from None
 
+    def envelope(self, obj: str, of: Completion | StreamState, **fields: Any) -> dict[str, Any]:
+        """What every response and stream event starts with, in OpenAI's order, then ``fields``."""
+        return {"id": of.id, "object": obj, "created": of.created, "model": self.model_name, **fields}
+
     def usage(self, prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
         return {
             "prompt_tokens": prompt_tokens,

@@ -61,14 +61,12 @@ class OpenAIServingChat(BaseServingEngine):
             }
             for c in result.choices
         ]
-        return {
-            "id": result.id,
-            "object": "chat.completion",
-            "created": result.created,
-            "model": self.model_name,
-            "choices": choices,
-            "usage": self.usage(result.prompt_tokens, result.completion_tokens),
-        }
+        return self.envelope(
+            "chat.completion",
+            result,
+            choices=choices,
+            usage=self.usage(result.prompt_tokens, result.completion_tokens),
+        )
 
     def stream_chunks(
         self, request: ChatCompletionRequest, chunk: GenerationChunk, state: StreamState
@@ -88,23 +86,13 @@ class OpenAIServingChat(BaseServingEngine):
             }
             if request.logprobs:
                 choice["logprobs"] = chat_logprobs(c.logprobs, top)
-            events.append(
-                {
-                    "id": state.id,
-                    "object": "chat.completion.chunk",
-                    "created": state.created,
-                    "model": self.model_name,
-                    "choices": [choice],
-                }
-            )
+            events.append(self.envelope("chat.completion.chunk", state, choices=[choice]))
         return events
 
     def stream_usage(self, request: ChatCompletionRequest, state: StreamState) -> dict[str, Any]:
-        return {
-            "id": state.id,
-            "object": "chat.completion.chunk",
-            "created": state.created,
-            "model": self.model_name,
-            "choices": [],
-            "usage": self.usage(state.prompt_tokens, state.completion_tokens),
-        }
+        return self.envelope(
+            "chat.completion.chunk",
+            state,
+            choices=[],
+            usage=self.usage(state.prompt_tokens, state.completion_tokens),
+        )

@@ -70,14 +70,12 @@ class OpenAIServingCompletion(BaseServingEngine):
                     "finish_reason": c.finish_reason,
                 }
             )
-        return {
-            "id": result.id,
-            "object": "text_completion",
-            "created": result.created,
-            "model": self.model_name,
-            "choices": choices,
-            "usage": self.usage(result.prompt_tokens, result.completion_tokens),
-        }
+        return self.envelope(
+            "text_completion",
+            result,
+            choices=choices,
+            usage=self.usage(result.prompt_tokens, result.completion_tokens),
+        )
 
     def stream_chunks(
         self, request: CompletionRequest, chunk: GenerationChunk, state: StreamState
@@ -96,23 +94,13 @@ class OpenAIServingCompletion(BaseServingEngine):
                 if request.logprobs is not None
                 else None,
             }
-            events.append(
-                {
-                    "id": state.id,
-                    "object": "text_completion",
-                    "created": state.created,
-                    "model": self.model_name,
-                    "choices": [choice],
-                }
-            )
+            events.append(self.envelope("text_completion", state, choices=[choice]))
         return events
 
     def stream_usage(self, request: CompletionRequest, state: StreamState) -> dict[str, Any]:
-        return {
-            "id": state.id,
-            "object": "text_completion",
-            "created": state.created,
-            "model": self.model_name,
-            "choices": [],
-            "usage": self.usage(state.prompt_tokens, state.completion_tokens),
-        }
+        return self.envelope(
+            "text_completion",
+            state,
+            choices=[],
+            usage=self.usage(state.prompt_tokens, state.completion_tokens),
+        )

@@ -48,38 +48,27 @@ class ServingGenerate(BaseServingEngine):
 
     def create_response(self, request: GenerateRequest, result: Completion) -> dict[str, Any]:
         choice = result.choices[0]
-        return {
-            "id": result.id,
-            "object": "generation",
-            "created": result.created,
-            "model": self.model_name,
-            "text": choice.text,
-            "finish_reason": choice.finish_reason,
-            "usage": self.usage(result.prompt_tokens, result.completion_tokens),
-        }
+        return self.envelope(
+            "generation",
+            result,
+            text=choice.text,
+            finish_reason=choice.finish_reason,
+            usage=self.usage(result.prompt_tokens, result.completion_tokens),
+        )
 
     def stream_chunks(
         self, request: GenerateRequest, chunk: GenerationChunk, state: StreamState
     ) -> list[dict[str, Any]]:
         return [
-            {
-                "id": state.id,
-                "object": "generation.chunk",
-                "created": state.created,
-                "model": self.model_name,
-                "text": c.text,
-                "finish_reason": c.finish_reason,
-            }
+            self.envelope("generation.chunk", state, text=c.text, finish_reason=c.finish_reason)
             for c in chunk.choices
         ]
 
     def stream_usage(self, request: GenerateRequest, state: StreamState) -> dict[str, Any]:
-        return {
-            "id": state.id,
-            "object": "generation.chunk",
-            "created": state.created,
-            "model": self.model_name,
-            "text": "",
-            "finish_reason": None,
-            "usage": self.usage(state.prompt_tokens, state.completion_tokens),
-        }
+        return self.envelope(
+            "generation.chunk",
+            state,
+            text="",
+            finish_reason=None,
+            usage=self.usage(state.prompt_tokens, state.completion_tokens),
+        )
