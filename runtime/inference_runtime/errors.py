@@ -94,6 +94,13 @@ class Unavailable(APIError):
     type = "service_unavailable_error"
 
 
+class ShuttingDown(Unavailable):
+    """Work refused while draining after SIGTERM, or cut when the grace period ends."""
+
+    def __init__(self) -> None:
+        super().__init__("The server is shutting down.", headers={"Retry-After": "1"})
+
+
 class InternalError(APIError):
     """Anything unexpected: the client gets a generic message and the request id, the log gets details."""
 

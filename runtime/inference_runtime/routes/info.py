@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from inference_runtime import __version__
 from inference_runtime.deps import StateDep, require_key
 from inference_runtime.engine import VLLM_VERSION, EngineDead
-from inference_runtime.errors import Unavailable
+from inference_runtime.errors import ShuttingDown, Unavailable
 
 router = APIRouter(tags=["info"])
 
@@ -29,7 +29,7 @@ async def health(state: StateDep) -> Response:
 @router.get("/ready", summary="Readiness: the model is loaded and the server accepts work.")
 async def ready(state: StateDep) -> Response:
     if state.admission.draining:
-        raise Unavailable("The server is shutting down.")
+        raise ShuttingDown()
     if not state.ready:
         raise Unavailable("The model is loading.", headers={"Retry-After": "5"})
     return JSONResponse({"status": "ready", "model": state.model.name})

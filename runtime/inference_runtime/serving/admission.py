@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference_runtime.errors import APIError, Overloaded, Unavailable
+from inference_runtime.errors import APIError, Overloaded, ShuttingDown
 
 
 class Admission:
@@ -25,14 +25,9 @@ class Admission:
 
     def refusal(self) -> APIError:
         if self.draining:
-            return shutting_down()
+            return ShuttingDown()
         return Overloaded(
             f"The server is at its limit of {self.limit} concurrent requests; retry shortly.",
             code="concurrency_limit",
             headers={"Retry-After": "1"},
         )
-
-
-def shutting_down() -> APIError:
-    """The answer to work refused during the drain, or cut when the grace period ends."""
-    return Unavailable("The server is shutting down.", headers={"Retry-After": "1"})

@@ -33,13 +33,14 @@ from inference_runtime.errors import (
     ModelNotFound,
     PayloadTooLarge,
     RequestTimeout,
+    ShuttingDown,
     Unavailable,
     openai_error_body,
 )
 from inference_runtime.generation import ChoiceOutput, GenerationChunk, SamplingSpec
 from inference_runtime.metrics import Metrics
 from inference_runtime.observe import RequestRecord
-from inference_runtime.serving.admission import Admission, shutting_down
+from inference_runtime.serving.admission import Admission
 from inference_runtime.settings import Limits
 
 logger = logging.getLogger(__name__)
@@ -300,7 +301,7 @@ class BaseServingEngine:
                 raise
             # uvicorn cancels what is left when the grace period is over: answer it instead of a 500.
             streaming = False
-            error = shutting_down()
+            error = ShuttingDown()
             record.fail(error.status, error.type)
             return self.create_error_response(error)
         finally:
@@ -421,7 +422,7 @@ class BaseServingEngine:
                 record.fail(ClientDisconnected.status, ClientDisconnected.type)
                 raise
             # The grace period is over and uvicorn cancels the stream: end it with an error event.
-            error = shutting_down()
+            error = ShuttingDown()
             record.fail(error.status, error.type)
             yield _sse(openai_error_body(error)) + _DONE
             return
