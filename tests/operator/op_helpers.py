@@ -34,3 +34,21 @@ def validate_against_crd(document: dict[str, Any]) -> None:
     ``exclusiveMinimum``); the ``x-kubernetes-*`` extensions are ignored by the validator.
     """
     jsonschema.Draft4Validator(crd_schema()).validate(document)
+
+
+def unschedulable_pod(name: str, nodes: int) -> dict[str, Any]:
+    """A pending pod as the scheduler leaves it when no node has a free GPU."""
+    return {
+        "metadata": {"name": name},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": f"0/{nodes} nodes are available: {nodes} Insufficient nvidia.com/gpu.",
+                }
+            ],
+        },
+    }

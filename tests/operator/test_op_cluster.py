@@ -18,8 +18,17 @@ from typing import Any
 
 import kubernetes
 import pytest
+from op_helpers import unschedulable_pod
 
-from fixtures.cluster import SERVICEMONITOR_CRD, KubeCluster, free_port, install_crd, uninstall_crd, wait_for
+from fixtures.cluster import (
+    SERVICEMONITOR_CRD,
+    KubeCluster,
+    free_port,
+    install_crd,
+    namespaced_crd,
+    uninstall_crd,
+    wait_for,
+)
 from inference_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 
 pytestmark = pytest.mark.cluster
@@ -309,23 +318,9 @@ def test_pod_states_surface_as_degraded_reasons(api: Api, operator: Any) -> None
         api.wait_condition("Degraded", "True", reason)
         assert api.condition("Ready")["status"] == "False"
 
-    unschedulable = {
-        "metadata": {"name": "smollm2-b"},
-        "status": {
-            "phase": "Pending",
-            "conditions": [
-                {
-                    "type": "PodScheduled",
-                    "status": "False",
-                    "reason": "Unschedulable",
-                    "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.",
-                }
-            ],
-        },
-    }
     api.core.delete_namespaced_pod("smollm2-a", api.ns, grace_period_seconds=0)
     api.core.create_namespaced_pod(api.ns, _pod("smollm2-b"))
-    api.core.patch_namespaced_pod_status("smollm2-b", api.ns, unschedulable)
+    api.core.patch_namespaced_pod_status("smollm2-b", api.ns, unschedulable_pod("smollm2-b", nodes=4))
     degraded = api.wait_condition("Degraded", "True", "Unschedulable")
     assert "Insufficient nvidia.com/gpu" in degraded["message"]
 
@@ -427,31 +422,14 @@ def test_entry_point_runs_the_operator_from_its_environment(
     assert lines and all(json.loads(line)["message"] for line in lines)
 
 
-KOPF_PEERING_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "kopfpeerings.kopf.dev"},
-    "spec": {
-        "group": "kopf.dev",
-        "scope": "Namespaced",
-        "names": {"kind": "KopfPeering", "plural": "kopfpeerings", "singular": "kopfpeering"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                        },
-                    }
-                },
-            }
-        ],
+KOPF_PEERING_CRD = namespaced_crd(
+    "kopf.dev",
+    "KopfPeering",
+    {
+        "type": "object",
+        "properties": {"status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
     },
-}
+)
 
 
 def test_replicas_elect_a_leader_through_kopf_peering(

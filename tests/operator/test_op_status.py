@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from op_helpers import unschedulable_pod
 
 from inference_operator import status
 
@@ -19,20 +20,7 @@ def waiting(reason: str, message: str = "") -> dict[str, Any]:
     return {"state": {"waiting": {"reason": reason, "message": message}}}
 
 
-UNSCHEDULABLE = {
-    "metadata": {"name": "m1-gpu"},
-    "status": {
-        "phase": "Pending",
-        "conditions": [
-            {
-                "type": "PodScheduled",
-                "status": "False",
-                "reason": "Unschedulable",
-                "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
-            }
-        ],
-    },
-}
+UNSCHEDULABLE = unschedulable_pod("m1-gpu", nodes=3)
 OOM = pod(
     **waiting("CrashLoopBackOff", "back-off 5m0s restarting failed container"),
     lastState={"terminated": {"reason": "OOMKilled", "exitCode": 137}},
