@@ -1,8 +1,9 @@
 """The engine ceiling: vLLM's AsyncLLM driven in-process, with no HTTP, under the same load.
 
 No server can beat the engine it wraps, so this is the reference both servers are read against: the
-gap between a server and the ceiling is what its HTTP layer costs. This is the benchmark's only module
-that imports vLLM, and it is meant to run as its own process (the side-by-side command starts it):
+gap between a server and the ceiling is what its HTTP layer costs. It drives the engine through the
+runtime's adapter (``inference_runtime.engine``, the project's one module that imports vLLM), and it is
+meant to run as its own process (the side-by-side command starts it):
 
     python -m inference_benchmark.engine_ceiling --model PATH --output-json OUT.json [load options]
 
@@ -23,15 +24,13 @@ from pathlib import Path
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-from vllm import AsyncEngineArgs, SamplingParams
-from vllm.sampling_params import RequestOutputKind
-from vllm.v1.engine.async_llm import AsyncLLM
-
 from inference_benchmark import machine
 from inference_benchmark.prompts import Prompt
 from inference_benchmark.servers import EngineSettings
 from inference_benchmark.stats import RequestRecord
 from inference_benchmark.sweep import LoadSettings, add_load_arguments, load_settings, results_json, run_sweep
+from inference_runtime.engine import Engine, EngineOptions
+from inference_runtime.generation import SamplingSpec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,40 +49,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def engine_args(engine: EngineSettings) -> AsyncEngineArgs:
-    return AsyncEngineArgs(
-        model=str(engine.model_path),
+def engine_options(engine: EngineSettings) -> EngineOptions:
+    return EngineOptions(
+        model_path=str(engine.model_path),
         served_model_name=engine.model_name,
-        dtype=engine.dtype,
         max_model_len=engine.max_model_len,
-        max_num_seqs=engine.max_num_seqs,
-        enforce_eager=engine.enforce_eager,
-        disable_log_stats=True,
+        dtype=engine.dtype,
+        extra={"max_num_seqs": engine.max_num_seqs, "enforce_eager": engine.enforce_eager},
     )
 
 
 async def run(engine: EngineSettings, load: LoadSettings) -> dict[str, object]:
-    llm = AsyncLLM.from_engine_args(engine_args(engine))
-    kind = RequestOutputKind.DELTA if load.stream else RequestOutputKind.FINAL_ONLY
+    llm = await Engine.start(engine_options(engine))
 
     async def send(prompt: Prompt) -> RequestRecord:
         """One request, recorded exactly as the HTTP client records one (text-carrying chunks)."""
-        params = SamplingParams(
-            max_tokens=prompt.max_tokens,
-            temperature=load.temperature,
-            ignore_eos=load.ignore_eos,
-            output_kind=kind,
+        spec = SamplingSpec(
+            max_tokens=prompt.max_tokens, temperature=load.temperature, ignore_eos=load.ignore_eos
         )
         start = time.perf_counter()
         chunk_times: list[float] = []
         prompt_tokens = output_tokens = 0
         try:
-            async for out in llm.generate(prompt.text, params, request_id=uuid.uuid4().hex):
-                choice = out.outputs[0]
+            token_ids = llm.tokenizer.encode(prompt.text)  # as vLLM does for a text prompt
+            async for out in llm.generate(token_ids, spec, uuid.uuid4().hex, stream=load.stream):
+                choice = out.choices[0]
                 if load.stream and choice.text:
                     chunk_times.append(time.perf_counter())
-                output_tokens += len(choice.token_ids)
-                prompt_tokens = len(out.prompt_token_ids or ())
+                output_tokens += choice.num_tokens
+                prompt_tokens = out.prompt_tokens
         except Exception as exc:  # a failed request is a result, like an HTTP error
             return RequestRecord(start, time.perf_counter(), type(exc).__name__, error=str(exc)[:200])
         return RequestRecord(
