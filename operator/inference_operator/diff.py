@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes.utils import parse_quantity
 
 from inference_operator.api.v1alpha1 import GROUP
-from inference_operator.build.common import content_hash
+from inference_operator.manifests.common import content_hash
 
 APPLIED_HASH_ANNOTATION = f"{GROUP}/applied-hash"
 

@@ -21,8 +21,9 @@ import yaml
 
 from inference_operator import settings as operator_settings
 from inference_operator.api.v1alpha1 import InferenceModelSpec
-from inference_operator.build import common as operator_build
-from inference_operator.build.deployment import CONFIG_PATH, MODELS_DIR, RUNTIME_UID, deployment
+from inference_operator.manifests import common as operator_build
+from inference_operator.names import HTTP_PORT
+from inference_operator.manifests.deployment import CONFIG_PATH, MODELS_DIR, RUNTIME_UID, deployment
 from inference_runtime import settings as runtime_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -228,7 +229,7 @@ def test_runtime_image_matches_the_operators_pods_and_the_runtime_defaults(
     (entrypoint,) = dockerfile.final.args("ENTRYPOINT")
 
     # What the operator's Deployment assumes about the image.
-    assert int(exposed) == operator_build.HTTP_PORT
+    assert int(exposed) == HTTP_PORT
     assert env["MODEL_CONFIG"] == CONFIG_PATH
     assert env["MODEL_ROOT"] == MODELS_DIR
     assert uid_of(dockerfile.final) == RUNTIME_UID

@@ -9,7 +9,7 @@ import jsonschema
 import yaml
 
 from inference_operator.api.v1alpha1 import InferenceModelSpec
-from inference_operator.build import Model
+from inference_operator.manifests import Model
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples" / "inferencemodels").glob("*.yaml"))

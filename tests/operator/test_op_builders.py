@@ -9,8 +9,8 @@ import kubernetes_validate
 import pytest
 from op_helpers import make_model
 
-from inference_operator.build import configmap, deployment, desired, service, servicemonitor
-from inference_operator.build.common import CONFIG_HASH_ANNOTATION
+from inference_operator.manifests import configmap, deployment, desired, service, servicemonitor
+from inference_operator.names import CONFIG_HASH_ANNOTATION
 from inference_operator.settings import OperatorSettings
 
 SETTINGS = OperatorSettings(runtime_image="registry.invalid/runtime:1")

@@ -21,9 +21,9 @@ from op_helpers import make_model
 
 from fixtures.cluster import free_port, wait_for
 from fixtures.processes import stop_process
-from inference_operator.build import configmap, deployment
-from inference_operator.build.configmap import CONFIG_KEY
-from inference_operator.build.deployment import API_KEYS_FILE, CONFIG_PATH, MODELS_DIR
+from inference_operator.manifests import configmap, deployment
+from inference_operator.manifests.configmap import CONFIG_KEY
+from inference_operator.manifests.deployment import API_KEYS_FILE, CONFIG_PATH, MODELS_DIR
 from inference_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.engine

@@ -1,7 +1,7 @@
 """The Deployment running the runtime: args per the process contract, GPUs, probes, a locked-down pod.
 
 See docs/architecture.md ("Runtime process contract") for the command line, paths and probe endpoints
-this builder must match; tests/operator/test_pod_starts_runtime.py runs the built container command for real.
+this builder must match; tests/operator/test_op_pod_runtime.py runs the built container command for real.
 """
 
 from __future__ import annotations
@@ -9,17 +9,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from inference_operator.build.common import (
-    CONFIG_HASH_ANNOTATION,
-    HTTP_PORT,
-    PORT_NAME,
-    Model,
-    content_hash,
-    labels,
-    metadata,
-    selector_labels,
-)
-from inference_operator.build.configmap import CONFIG_KEY
+from inference_operator.manifests.common import Model, content_hash, metadata
+from inference_operator.manifests.configmap import CONFIG_KEY
+from inference_operator.names import CONFIG_HASH_ANNOTATION, HTTP_PORT, PORT_NAME, child_labels, selector_labels
 from inference_operator.settings import OperatorSettings
 
 CONTAINER = "runtime"
@@ -34,7 +26,7 @@ STARTUP_PERIOD_SECONDS = 10
 def deployment(model: Model, settings: OperatorSettings, config: dict[str, Any]) -> dict[str, Any]:
     """The Deployment; ``config`` is the built ConfigMap, whose hash in the pod template rolls pods."""
     spec = model.spec
-    pod_labels = labels(model)
+    pod_labels = child_labels(model.name)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference_operator.build.common import PORT_NAME, Model, metadata, selector_labels
+from inference_operator.manifests.common import Model, metadata
+from inference_operator.names import PORT_NAME, selector_labels
 
 
 def service(model: Model) -> dict[str, Any]:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from inference_operator.build.common import Model
-from inference_operator.build.configmap import configmap
-from inference_operator.build.deployment import deployment
-from inference_operator.build.service import service
-from inference_operator.build.servicemonitor import servicemonitor
+from inference_operator.manifests.common import Model
+from inference_operator.manifests.configmap import configmap
+from inference_operator.manifests.deployment import deployment
+from inference_operator.manifests.service import service
+from inference_operator.manifests.servicemonitor import servicemonitor
 from inference_operator.settings import OperatorSettings
 
 __all__ = ["Model", "configmap", "deployment", "desired", "service", "servicemonitor"]

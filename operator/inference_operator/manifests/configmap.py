@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from inference_operator.build.common import Model, metadata
+from inference_operator.manifests.common import Model, metadata
 
 CONFIG_KEY = "model_config.json"
 
