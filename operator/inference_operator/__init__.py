@@ -1,6 +1,6 @@
 """The inference operator: reconciles InferenceModel resources into a running, probed, monitored runtime.
 
-Layout: ``api`` (the resource's schema, source of the CRD), ``build`` (pure manifest builders),
+Layout: ``api`` (the resource's schema, source of the CRD), ``manifests`` (pure manifest builders), ``names`` (shared names and labels),
 ``kube`` (a thin API client), ``status`` (conditions from live objects), ``reconciler`` (one level-based
 pass) and ``handlers`` (the kopf wiring).
 """

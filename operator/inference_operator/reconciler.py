@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from inference_operator import build, status
+from inference_operator import manifests, status
 from inference_operator.api import v1alpha1 as api
 from inference_operator.names import MANAGED_BY, selector_labels
 from inference_operator.manifests.service import endpoint
@@ -59,7 +59,7 @@ class Reconciler:
         except (ValidationError, ValueError) as exc:
             self._hold(ref, body, status.Problem("InvalidSpec", describe(exc)))
         else:
-            self._converge(ref, body, build.Model(name, namespace, spec))
+            self._converge(ref, body, manifests.Model(name, namespace, spec))
 
     def _hold(self, ref: Ref, body: Mapping[str, Any], problem: status.Problem) -> None:
         """The spec cannot be honoured: change nothing that runs, only say why in the status."""
@@ -79,7 +79,7 @@ class Reconciler:
         }
         self._write_status(ref, previous, new)
 
-    def _converge(self, ref: Ref, body: Mapping[str, Any], model: build.Model) -> None:
+    def _converge(self, ref: Ref, body: Mapping[str, Any], model: manifests.Model) -> None:
         """Apply what differs from the desired objects, then report what is there."""
         previous = body.get("status") or {}
         generation = body["metadata"].get("generation", 0)
@@ -87,7 +87,7 @@ class Reconciler:
         problem = None
         deployment = None
         try:
-            for obj in build.desired(model, self.settings, monitoring_available=monitoring.available):
+            for obj in manifests.desired(model, self.settings, monitoring_available=monitoring.available):
                 live = self._ensure(_owned(obj, body))
                 if obj["kind"] == "Deployment":
                     deployment = live
@@ -125,7 +125,7 @@ class Reconciler:
         )
         return self.kube.apply(desired)
 
-    def _monitoring(self, model: build.Model) -> Monitoring:
+    def _monitoring(self, model: manifests.Model) -> Monitoring:
         if not model.spec.monitoring.enabled:
             return Monitoring(False, "Disabled", "spec.monitoring.enabled is false")
         if not self.kube.serves(MONITORING_API, "servicemonitors"):
@@ -139,7 +139,7 @@ class Reconciler:
             True, "ServiceMonitorReady", "Prometheus scrapes /metrics through the ServiceMonitor"
         )
 
-    def _prune_servicemonitor(self, model: build.Model) -> None:
+    def _prune_servicemonitor(self, model: manifests.Model) -> None:
         """Monitoring was switched off: remove the ServiceMonitor this operator made, if the kind exists."""
         if not self.kube.serves(MONITORING_API, "servicemonitors"):
             return
