@@ -73,7 +73,7 @@ class Reconciler:
         kept = [c for c in previous.get("conditions") or [] if c.get("type") == "MonitoringAvailable"]
         new = {
             **previous,
-            **_counts(pods),
+            **status.replica_status(pods, replicas),
             "observedGeneration": generation,
             "conditions": self._conditions(observed, previous, kept),
         }
@@ -104,7 +104,7 @@ class Reconciler:
         new = {
             "observedGeneration": generation,
             "servedModelName": model.served_name,
-            **_counts(pods),
+            **status.replica_status(pods, model.spec.replicas),
             "selector": ",".join(f"{k}={v}" for k, v in sorted(selector_labels(model.name).items())),
             "endpoint": endpoint(model, self.settings.cluster_domain),
             "conditions": self._conditions(observed, previous, [monitoring_condition]),
@@ -184,11 +184,6 @@ def _owned(obj: dict[str, Any], owner: Mapping[str, Any]) -> dict[str, Any]:
         "blockOwnerDeletion": True,
     }
     return {**obj, "metadata": {**obj["metadata"], "ownerReferences": [reference]}}
-
-
-def _counts(pods: list[dict[str, Any]]) -> dict[str, int]:
-    existing, ready = status.replica_counts(pods)
-    return {"replicas": existing, "readyReplicas": ready}
 
 
 def _now() -> str:

@@ -173,7 +173,9 @@ def with_times(
     return out
 
 
-def replica_counts(pods: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
-    """(existing, ready) pods, not counting those being deleted."""
+def replica_status(pods: Iterable[Mapping[str, Any]], desired: int) -> dict[str, Any]:
+    """The replica fields of the status: existing and ready pods (not counting those being deleted),
+    and ``readyText``, ready out of desired as ``kubectl get`` shows it (``1/2``)."""
     live = _live(pods)
-    return len(live), sum(1 for pod in live if is_ready(pod))
+    ready = sum(1 for pod in live if is_ready(pod))
+    return {"replicas": len(live), "readyReplicas": ready, "readyText": f"{ready}/{desired}"}

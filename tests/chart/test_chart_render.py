@@ -142,12 +142,6 @@ def test_two_cluster_wide_operators_share_only_the_peering_object(helm: Helm) ->
     assert not first & standalone
 
 
-def test_chart_crd_is_the_top_level_crd() -> None:
-    top_level = REPO / "crds" / "inference.vif.dev_inferencemodels.yaml"
-    in_chart = CHART / "crds" / top_level.name
-    assert in_chart.read_bytes() == top_level.read_bytes(), f"copy {top_level} to {in_chart.parent}/"
-
-
 @pytest.mark.parametrize("watch", [[], ["models", "team-b"]])
 def test_peering_objects_are_the_ones_the_operator_reports_to(helm: Helm, watch: list[str]) -> None:
     objects = helm.template(set_values=[f"watchNamespaces={{{','.join(watch)}}}"] if watch else [])

@@ -58,6 +58,23 @@ class Api:
         conditions = self.model(name).get("status", {}).get("conditions", [])
         return next((c for c in conditions if c["type"] == kind), {})
 
+    def table_row(self, name: str = "smollm2") -> dict[str, Any]:
+        """The model's row as ``kubectl get`` shows it: the API server renders the printer columns."""
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.ns}/{PLURAL}/{name}"
+        client = self.custom.api_client
+        request = client.param_serialize(
+            "GET",
+            path,
+            header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+            auth_settings=["BearerToken"],
+        )
+        reply = client.call_api(*request)
+        reply.read()
+        response = json.loads(reply.data)
+        columns = [c["name"] for c in response["columnDefinitions"]]
+        (row,) = response["rows"]
+        return dict(zip(columns, row["cells"], strict=True))
+
     def deployment(self, name: str = "smollm2") -> Any:
         with contextlib.suppress(kubernetes.client.ApiException):
             return self.apps.read_namespaced_deployment(name, self.ns)
@@ -138,7 +155,7 @@ def test_create_builds_owned_objects_and_reports_status(api: Api, run_operator: 
             assert (owner.kind, owner.uid, owner.controller) == ("InferenceModel", uid, True)
         assert status["endpoint"] == f"http://smollm2.{api.ns}.svc.cluster.local:8000"
         assert status["servedModelName"] == "smollm2"
-        assert (status["replicas"], status["readyReplicas"]) == (0, 0)
+        assert (status["replicas"], status["readyReplicas"], status["readyText"]) == (0, 0, "0/1")
         conditions = {c["type"]: c for c in status["conditions"]}
         assert conditions["Ready"]["status"] == "False"  # no pod is ready
         assert conditions["Progressing"]["status"] == "True"
@@ -337,6 +354,7 @@ def test_pod_states_surface_as_degraded_reasons(api: Api, operator: Any) -> None
     api.wait_condition("Ready", "True")
     assert api.condition("Degraded")["status"] == "False"
     assert api.model()["status"]["readyReplicas"] == 1
+    assert api.table_row()["Ready"] == "1/1"
 
 
 def test_unhonourable_spec_degrades_and_keeps_what_runs(api: Api, operator: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -13,9 +14,25 @@ from inference_operator import crdgen
 from inference_operator.api.v1alpha1 import InferenceModelSpec
 
 
-def test_committed_crd_is_generated_from_the_model() -> None:
-    assert CRD_FILE.read_text() == crdgen.render(), "run: python -m inference_operator.crdgen"
+def test_both_committed_crds_are_generated_from_the_model() -> None:
+    assert CRD_FILE in crdgen.CRD_FILES and len(set(crdgen.CRD_FILES)) == 2
+    for path in crdgen.CRD_FILES:
+        assert path.read_text() == crdgen.render(), (
+            f"{path} is stale: run python -m inference_operator.crdgen"
+        )
     assert crdgen.main(["--check"]) == 0
+
+
+def test_check_names_a_stale_chart_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    top, chart = tmp_path / "top.yaml", tmp_path / "chart.yaml"
+    top.write_text(crdgen.render())
+    chart.write_text(crdgen.render().replace("Ready", "Readiness"))
+    monkeypatch.setattr(crdgen, "CRD_FILES", (top, chart))
+    assert crdgen.main(["--check"]) == 1
+    assert str(chart) in capsys.readouterr().err
+    assert crdgen.main([]) == 0 and chart.read_text() == top.read_text()
 
 
 def _walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -51,11 +68,15 @@ def test_schema_is_structural() -> None:
 def test_crd_surface() -> None:
     crd = yaml.safe_load(CRD_FILE.read_text())
     version = crd["spec"]["versions"][0]
-    assert crd["spec"]["names"]["shortNames"] == ["im"]
+    # Not "im", nor anything the Gateway API Inference Extension's InferenceModel (same kind, group
+    # inference.networking.x-k8s.io), KServe, KubeAI or llm-d use: `kubectl get vifm` is never ambiguous.
+    assert crd["spec"]["names"]["shortNames"] == ["vifm"]
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
     assert "status" in version["subresources"]
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert columns == ["Model", "Protocol", "TP", "GPUs", "Ready", "Endpoint", "Age"]
+    ready = version["additionalPrinterColumns"][4]
+    assert (ready["type"], ready["jsonPath"]) == ("string", ".status.readyText")  # reads like 1/2
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

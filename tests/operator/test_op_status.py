@@ -71,7 +71,11 @@ def test_most_specific_problem_wins_and_others_are_counted() -> None:
 def test_terminating_pods_are_ignored() -> None:
     leaving = {**PULL, "metadata": {"name": "old", "deletionTimestamp": "2026-01-01T00:00:00Z"}}
     assert status.pod_problem([leaving]) is None
-    assert status.replica_counts([leaving, pod(ready=True)]) == (1, 1)
+    assert status.replica_status([leaving, pod(ready=True)], 1) == {
+        "replicas": 1,
+        "readyReplicas": 1,
+        "readyText": "1/1",
+    }
 
 
 def test_ready_only_with_enough_ready_pods() -> None:
@@ -87,6 +91,16 @@ def test_ready_only_with_enough_ready_pods() -> None:
         "Progressing", False, "RolloutComplete", full["Progressing"]["message"]
     )
     assert full["Degraded"]["status"] == "False"
+
+
+def test_replica_status_reads_ready_out_of_desired() -> None:
+    deleting = {
+        **pod("c", ready=True),
+        "metadata": {"name": "c", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+    }
+    pods = [pod("a", ready=True), pod("b"), deleting]
+    assert status.replica_status(pods, 2) == {"replicas": 2, "readyReplicas": 1, "readyText": "1/2"}
+    assert status.replica_status([], 0)["readyText"] == "0/0"
 
 
 def test_scaled_to_zero_is_not_ready() -> None:

@@ -19,7 +19,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "InferenceModel"
 PLURAL = "inferencemodels"
 SINGULAR = "inferencemodel"
-SHORT_NAMES = ["im"]
+SHORT_NAMES = ["vifm"]
 
 # Engine arguments the config file has first-class fields for (kept equal to the runtime's own list by a
 # test): setting them through engineArgs would silently disagree with the rest of the spec.
@@ -303,6 +303,7 @@ class InferenceModelStatus(_Schema):
     served_model_name: str | None = Field(None, description="Effective served model name.")
     replicas: int | None = Field(None, description="Runtime pods that exist (not terminating).")
     ready_replicas: int | None = Field(None, description="Runtime pods that pass the readiness probe.")
+    ready_text: str | None = Field(None, description="Ready replicas out of desired, as in `1/2`.")
     selector: str | None = Field(None, description="Label selector of the pods (for the scale subresource).")
     endpoint: str | None = Field(None, description="In-cluster URL of the model's Service.")
     conditions: list[Condition] = Field(
