@@ -14,7 +14,12 @@ fi
 # installed yet; otherwise just re-point the editable install at this checkout (CI clones into a new
 # folder every run). The stamp holds the pyproject hash and the extras installed so far.
 HASH="$(cat "$ROOT/pyproject.toml" "$ROOT/examples/plugin/pyproject.toml" | sha256sum | cut -c1-16)"
-read -r OLD_HASH OLD_EXTRAS < "$VENV/.installed" 2>/dev/null || true
+# (Test for the stamp: bash opens a `<` file before a later `2>/dev/null` applies, so a fresh machine
+# would print "No such file or directory".)
+OLD_HASH="" OLD_EXTRAS=""
+if [ -f "$VENV/.installed" ]; then
+  read -r OLD_HASH OLD_EXTRAS < "$VENV/.installed" || true
+fi
 WANT="$EXTRAS"
 if [ "${OLD_HASH:-}" = "$HASH" ]; then
   WANT="$(printf '%s,%s' "$OLD_EXTRAS" "$EXTRAS" | tr ',' '\n' | sort -u | paste -sd, -)"
@@ -27,7 +32,8 @@ if [ "${OLD_HASH:-}" != "$HASH" ] || [ "$WANT" != "$OLD_EXTRAS" ]; then
   # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that cannot load beside torch+cpu
   # ("operator torchvision::nms does not exist" on `import transformers`); triton has no CPU backend.
   "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
-  echo "$HASH $WANT" > "$VENV/.installed"
+  echo "$HASH $WANT" > "$VENV/.installed.tmp"
+  mv "$VENV/.installed.tmp" "$VENV/.installed"  # atomic: an interrupted run leaves no half-written stamp
 else
   "$VENV/bin/pip" install -q --no-deps -e "$ROOT" -e "$ROOT/examples/plugin"
 fi
