@@ -15,11 +15,11 @@ from pydantic import ValidationError
 
 from inference_operator import manifests, status
 from inference_operator.api import v1alpha1 as api
-from inference_operator.names import MANAGED_BY, selector_labels
-from inference_operator.manifests.service import endpoint
-from inference_operator.manifests.servicemonitor import API_VERSION as MONITORING_API
 from inference_operator.diff import stamp, up_to_date
 from inference_operator.kube import ApiError, Kube, Ref
+from inference_operator.manifests.service import endpoint
+from inference_operator.manifests.servicemonitor import API_VERSION as MONITORING_API
+from inference_operator.names import MANAGED_BY, selector_labels
 from inference_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)

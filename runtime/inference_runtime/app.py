@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from inference_runtime import __version__
 from inference_runtime.auth import KeyRing
 from inference_runtime.config import ResolvedModel
-from inference_runtime.engine import Engine, EngineOptions
+from inference_runtime.engine_api import EngineClient, EngineOptions
 from inference_runtime.errors import APIError, InternalError, InvalidRequest, NotFound, openai_error_body
 from inference_runtime.metrics import Metrics
 from inference_runtime.observe import RequestIdMiddleware
@@ -29,7 +29,15 @@ from inference_runtime.settings import Settings
 from inference_runtime.state import RuntimeState
 
 logger = logging.getLogger(__name__)
-EngineFactory = Callable[[EngineOptions], Awaitable[Engine]]
+EngineFactory = Callable[[EngineOptions], Awaitable[EngineClient]]
+ENGINE_WATCH_SECONDS = 0.5
+
+
+async def start_vllm(options: EngineOptions) -> EngineClient:
+    """The default engine: vLLM, imported here and nowhere earlier (config errors exit before this)."""
+    from inference_runtime.engine import Engine
+
+    return await Engine.start(options)
 
 
 def engine_options(settings: Settings, model: ResolvedModel) -> EngineOptions:
@@ -52,10 +60,11 @@ def create_app(
     *,
     keys: KeyRing | None = None,
     metrics_registry: Metrics | None = None,
-    engine_factory: EngineFactory = Engine.start,
+    engine_factory: EngineFactory = start_vllm,
     on_fatal: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """Build the app. ``on_fatal`` is called when the engine cannot start (the CLI exits non-zero)."""
+    """Build the app. ``on_fatal`` is called when the engine cannot start, or died and
+    ``settings.engine_death_exit`` has passed (the CLI then exits non-zero)."""
     state = RuntimeState(
         settings=settings,
         model=model,
@@ -92,6 +101,22 @@ def create_app(
             engine.max_model_len,
             ", ".join(sorted(state.servings)),
         )
+        await watch_engine(engine)
+
+    async def watch_engine(engine: EngineClient) -> None:
+        """Notice the engine's death even when no request is running, say so once, then exit."""
+        while not engine.dead:
+            await asyncio.sleep(ENGINE_WATCH_SECONDS)
+        if state.admission.stopping:
+            return  # the engine is being stopped with the server
+        grace = settings.engine_death_exit
+        then = f"the process exits in {grace:g} s" if grace >= 0 else "until the process is restarted"
+        logger.error("the inference engine died (its log lines above say why); requests get 503, %s", then)
+        if grace < 0:
+            return
+        await asyncio.sleep(grace)
+        if on_fatal is not None:
+            on_fatal()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import sys
 from types import FrameType
 
@@ -70,8 +72,13 @@ class DrainingServer(uvicorn.Server):
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._drain is not None or self._loop is None or self.runtime.engine is None:
-            super().handle_exit(sig, frame)  # second signal, or nothing to drain: stop now
+        if self._drain is not None or self._loop is None:
+            super().handle_exit(sig, frame)  # a second signal: stop now
+            return
+        if self.runtime.engine is None:
+            # Still loading, so nothing to drain: a requested stop, exit 0 (uvicorn's own handler would
+            # re-raise the signal at the end, which PID 1 of a container ignores).
+            self.should_exit = True
             return
         self._loop.call_soon_threadsafe(self._start_drain)
 
@@ -131,7 +138,25 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(keys)} configured" if keys.enabled else "off",
     )
     server.run()
+    if app.state.runtime.engine is None:
+        # Stopped (or failed) while the model was loading. The loader thread inside vLLM's start-up
+        # cannot be interrupted and would keep the interpreter alive until loading ends: stop the
+        # engine processes it started and leave now.
+        _stop_children()
+        logging.shutdown()
+        os._exit(server.exit_code)
     sys.exit(server.exit_code)
+
+
+def _stop_children(timeout: float = 5.0) -> None:
+    """SIGTERM the engine processes this process started, then SIGKILL what is left after ``timeout``."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
 
 
 if __name__ == "__main__":

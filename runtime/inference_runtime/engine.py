@@ -1,21 +1,25 @@
 """The vLLM adapter: the only module in the project that imports vLLM.
 
 Everything version-specific about vLLM (engine construction, SamplingParams, structured output,
-output objects, metrics loggers, exceptions) is translated here into the engine-neutral types of
-:mod:`inference_runtime.generation`, so upgrading vLLM touches this one file.
+output objects, metrics loggers, exceptions) is translated here into the engine-neutral interface of
+:mod:`inference_runtime.engine_api`, so upgrading vLLM touches this one file. It is imported only where
+an engine is started (the app's loader, the benchmark's engine ceiling).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+import threading
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import Any, TypeVar
 
+from inference_runtime.engine_api import EngineDead, EngineOptions, EngineRequestError
 from inference_runtime.generation import ChoiceOutput, GenerationChunk, SamplingSpec, TokenLogprob
 
 # vLLM reads these at import time. A KV cache size must be given on CPU (else start-up fails the
@@ -33,33 +37,13 @@ from vllm.v1.engine.exceptions import EngineDeadError
 from vllm.v1.metrics.loggers import PrometheusStatLogger
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 VLLM_VERSION: str = vllm.__version__
 
 
-class EngineRequestError(ValueError):
-    """The engine refused a request as invalid (a client error, answered with 400)."""
-
-
-class EngineDead(RuntimeError):
-    """The engine process died; the server can no longer generate (answered with 503)."""
-
-
-@dataclass(slots=True)
-class EngineOptions:
-    """Engine settings taken from the model config and the command line."""
-
-    model_path: str
-    served_model_name: str
-    max_model_len: int | None = None
-    dtype: str = "auto"
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class Engine:
-    """One vLLM AsyncLLM, shared by every protocol the server speaks."""
+    """One vLLM AsyncLLM, shared by every protocol the server speaks (an :class:`EngineClient`)."""
 
     def __init__(self, llm: AsyncLLM, rpc_dir: str) -> None:
         self._llm = llm
@@ -88,8 +72,8 @@ class Engine:
             kwargs["max_model_len"] = options.max_model_len
         args = AsyncEngineArgs(**kwargs)
         try:
-            llm = await asyncio.to_thread(
-                AsyncLLM.from_engine_args, args, stat_loggers=[PrometheusStatLogger]
+            llm = await _in_daemon_thread(
+                lambda: AsyncLLM.from_engine_args(args, stat_loggers=[PrometheusStatLogger])
             )
         except BaseException:
             shutil.rmtree(rpc_dir, ignore_errors=True)
@@ -137,6 +121,33 @@ class Engine:
             raise EngineDead("engine is dead") from exc
         except VLLMClientError as exc:
             raise EngineRequestError(str(exc)) from exc
+
+
+async def _in_daemon_thread(fn: Callable[[], T]) -> T:
+    """Run a blocking call in a daemon thread and await it.
+
+    Not ``asyncio.to_thread``: the loop's default executor is joined when the loop closes, so a server
+    stopped while the model loads would wait for loading to finish before it could exit.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:
+            outcome = partial(settle, partial(future.set_exception, exc))
+        else:
+            outcome = partial(settle, partial(future.set_result, result))
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(outcome)
+
+    threading.Thread(target=run, name="engine-start", daemon=True).start()
+    return await future
 
 
 def _sampling_params(spec: SamplingSpec, stream: bool) -> SamplingParams:

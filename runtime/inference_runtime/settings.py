@@ -52,6 +52,9 @@ class Settings:
     api_keys_file: Path | None = None
     metrics_require_auth: bool = False
     shutdown_grace: float = 30.0
+    # Seconds between the engine's death and the process's exit (1), so a supervisor or the kubelet
+    # restarts it; in-flight and new requests get 503 meanwhile. Negative: stay up, answering 503.
+    engine_death_exit: float = 5.0
     limits: Limits = field(default_factory=Limits)
     log: LogSettings = field(default_factory=LogSettings)
 
@@ -125,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(_env("SHUTDOWN_GRACE", "30")),
         help="seconds in-flight requests get to finish after SIGTERM [$SHUTDOWN_GRACE, 30]",
     )
+    add(
+        "--engine-death-exit",
+        type=float,
+        default=float(_env("ENGINE_DEATH_EXIT", "5")),
+        help="seconds after the engine dies before the process exits with status 1, so a supervisor "
+        "restarts it; negative: stay up and answer 503 [$ENGINE_DEATH_EXIT, 5]",
+    )
     add("--log-format", choices=["text", "json"], default=_env("LOG_FORMAT", "text"), help="[$LOG_FORMAT]")
     add("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[$LOG_LEVEL, INFO]")
     add("--log-file", default=_env("LOG_FILE"), help="also log to this rotating file [$LOG_FILE]")
@@ -172,6 +182,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         api_keys_file=Path(ns.api_keys_file) if ns.api_keys_file else None,
         metrics_require_auth=ns.metrics_require_auth,
         shutdown_grace=ns.shutdown_grace,
+        engine_death_exit=ns.engine_death_exit,
         limits=Limits(
             concurrency=ns.limit_concurrency,
             max_body_bytes=ns.max_body_bytes,

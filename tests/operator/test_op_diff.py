@@ -6,8 +6,8 @@ import copy
 
 from op_helpers import make_model
 
-from inference_operator.manifests import configmap, deployment
 from inference_operator.diff import APPLIED_HASH_ANNOTATION, contains, stamp, up_to_date
+from inference_operator.manifests import configmap, deployment
 from inference_operator.settings import OperatorSettings
 
 

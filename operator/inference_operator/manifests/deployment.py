@@ -11,7 +11,13 @@ from typing import Any
 
 from inference_operator.manifests.common import Model, content_hash, metadata
 from inference_operator.manifests.configmap import CONFIG_KEY
-from inference_operator.names import CONFIG_HASH_ANNOTATION, HTTP_PORT, PORT_NAME, child_labels, selector_labels
+from inference_operator.names import (
+    CONFIG_HASH_ANNOTATION,
+    HTTP_PORT,
+    PORT_NAME,
+    child_labels,
+    selector_labels,
+)
 from inference_operator.settings import OperatorSettings
 
 CONTAINER = "runtime"

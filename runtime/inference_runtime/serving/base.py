@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from inference_runtime.auth import KeyRing
 from inference_runtime.config import ResolvedModel
-from inference_runtime.engine import Engine, EngineDead, EngineRequestError
+from inference_runtime.engine_api import EngineClient, EngineDead, EngineRequestError
 from inference_runtime.errors import (
     APIError,
     ClientDisconnected,
@@ -52,7 +52,7 @@ TOKENIZE_IN_THREAD_CHARS = 8192  # below this, a thread hop costs more than enco
 class ServingContext:
     """What a serving class needs, built once when the engine is up."""
 
-    engine: Engine
+    engine: EngineClient
     model: ResolvedModel
     limits: Limits
     admission: Admission
