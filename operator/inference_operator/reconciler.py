@@ -85,9 +85,13 @@ class Reconciler:
         generation = body["metadata"].get("generation", 0)
         monitoring = self._monitoring(model)
         problem = None
-        deployment = None
+        deployment = self.kube.get(Ref("apps/v1", "Deployment", model.namespace, model.name))
+        serving = bool((deployment or {}).get("status", {}).get("availableReplicas"))
         try:
-            for obj in manifests.desired(model, self.settings, monitoring_available=monitoring.available):
+            plan = manifests.desired(
+                model, self.settings, monitoring_available=monitoring.available, serving=serving
+            )
+            for obj in plan:
                 live = self._ensure(_owned(obj, body))
                 if obj["kind"] == "Deployment":
                     deployment = live
@@ -97,7 +101,6 @@ class Reconciler:
             if err.transient:
                 raise
             problem = status.Problem("ApplyFailed", f"the API server rejected a child object: {err.message}")
-            deployment = self.kube.get(Ref("apps/v1", "Deployment", model.namespace, model.name))
         pods = self._pods(model.namespace, model.name)
         observed = status.Observed(generation, model.spec.replicas, deployment, pods, problem)
         monitoring_condition = status.condition("MonitoringAvailable", *monitoring)

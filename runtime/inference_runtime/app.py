@@ -61,9 +61,9 @@ def create_app(
     keys: KeyRing | None = None,
     metrics_registry: Metrics | None = None,
     engine_factory: EngineFactory = start_vllm,
-    on_fatal: Callable[[], None] | None = None,
+    on_fatal: Callable[[str], None] | None = None,
 ) -> FastAPI:
-    """Build the app. ``on_fatal`` is called when the engine cannot start, or died and
+    """Build the app. ``on_fatal(message)`` is called when the engine cannot start, or died and
     ``settings.engine_death_exit`` has passed (the CLI then exits non-zero)."""
     state = RuntimeState(
         settings=settings,
@@ -81,7 +81,7 @@ def create_app(
             state.load_error = str(exc)
             logger.error("the engine failed to start: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG))
             if on_fatal is not None:
-                on_fatal()
+                on_fatal(f"the engine failed to start: {_first_line(str(exc))}")
             return
         ctx = ServingContext(
             engine=engine,
@@ -116,7 +116,7 @@ def create_app(
             return
         await asyncio.sleep(grace)
         if on_fatal is not None:
-            on_fatal()
+            on_fatal("the inference engine died; see the log for its cause")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -148,6 +148,11 @@ def create_app(
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:1000] if lines else "no reason given"
 
 
 def _render(request: Request, error: APIError) -> Response:

@@ -112,9 +112,15 @@ def main(argv: list[str] | None = None) -> None:
         model, classes, keys = prepare(settings)
     except ConfigError as exc:
         print(f"inference-runtime: error: {exc}", file=sys.stderr)
+        write_termination_log(settings, f"error: {exc}")
         sys.exit(2)
     holder: list[DrainingServer] = []
-    app = create_app(settings, model, classes, keys=keys, on_fatal=lambda: holder[0].fatal())
+
+    def fatal(message: str) -> None:
+        write_termination_log(settings, message)
+        holder[0].fatal()
+
+    app = create_app(settings, model, classes, keys=keys, on_fatal=fatal)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -146,6 +152,16 @@ def main(argv: list[str] | None = None) -> None:
         logging.shutdown()
         os._exit(server.exit_code)
     sys.exit(server.exit_code)
+
+
+def write_termination_log(settings: Settings, message: str) -> None:
+    """Leave the reason of a fatal exit where the supervisor shows it (best effort, 4 KiB at most)."""
+    if settings.termination_log is None:
+        return
+    try:
+        settings.termination_log.write_text(message[:4096] + "\n", encoding="utf-8")
+    except OSError as exc:
+        logger.warning("cannot write the termination log %s: %s", settings.termination_log, exc.strerror)
 
 
 def _stop_children(timeout: float = 5.0) -> None:

@@ -55,6 +55,9 @@ class Settings:
     # Seconds between the engine's death and the process's exit (1), so a supervisor or the kubelet
     # restarts it; in-flight and new requests get 503 meanwhile. Negative: stay up, answering 503.
     engine_death_exit: float = 5.0
+    # Where a fatal error's one line is written before a non-zero exit (Kubernetes shows the file of
+    # terminationMessagePath, /dev/termination-log, as the container's termination message).
+    termination_log: Path | None = None
     limits: Limits = field(default_factory=Limits)
     log: LogSettings = field(default_factory=LogSettings)
 
@@ -135,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after the engine dies before the process exits with status 1, so a supervisor "
         "restarts it; negative: stay up and answer 503 [$ENGINE_DEATH_EXIT, 5]",
     )
+    add(
+        "--termination-log",
+        default=_env("TERMINATION_LOG"),
+        help="write a fatal error's message to this file before exiting (in a pod: /dev/termination-log) "
+        "[$TERMINATION_LOG]",
+    )
     add("--log-format", choices=["text", "json"], default=_env("LOG_FORMAT", "text"), help="[$LOG_FORMAT]")
     add("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[$LOG_LEVEL, INFO]")
     add("--log-file", default=_env("LOG_FILE"), help="also log to this rotating file [$LOG_FILE]")
@@ -183,6 +192,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         metrics_require_auth=ns.metrics_require_auth,
         shutdown_grace=ns.shutdown_grace,
         engine_death_exit=ns.engine_death_exit,
+        termination_log=Path(ns.termination_log) if ns.termination_log else None,
         limits=Limits(
             concurrency=ns.limit_concurrency,
             max_body_bytes=ns.max_body_bytes,

@@ -59,10 +59,17 @@ def test_bad_config_exits_2_without_loading_the_engine(tmp_path: Path) -> None:
         "    loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('vllm', 'torch'))\n"
         "    print(json.dumps({'code': exc.code, 'loaded': loaded}))\n"
     )
-    done = fresh_python(code, "--model-name", "m", "--config", str(config), "--model-root", str(tmp_path))
+    termination_log = tmp_path / "termination-log"
+    done = fresh_python(
+        code,
+        *("--model-name", "m", "--config", str(config), "--model-root", str(tmp_path)),
+        *("--termination-log", str(termination_log)),
+    )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"code": 2, "loaded": []}
     assert "model_path 'no-such-model-folder' is not a folder" in done.stderr
+    # In a pod this file is the container's termination message, shown on the InferenceModel.
+    assert "model_path 'no-such-model-folder' is not a folder" in termination_log.read_text()
 
 
 def test_vllm_runs_the_amx_permission_plugin_in_its_processes() -> None:

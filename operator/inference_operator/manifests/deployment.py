@@ -25,12 +25,21 @@ CONFIG_PATH = "/etc/inference/model_config.json"
 MODELS_DIR = "/models"
 API_KEYS_DIR = "/etc/inference/api-keys"
 API_KEYS_FILE = f"{API_KEYS_DIR}/keys"
+# torch's and vLLM's compile caches (Dockerfile.runtime points TORCHINDUCTOR_CACHE_DIR and VLLM_CACHE_ROOT
+# below it): an emptyDir outlives container restarts, so a restarted runtime does not compile again.
+CACHE_DIR = "/var/cache/inference"
+TERMINATION_LOG = "/dev/termination-log"
 RUNTIME_UID = 10001  # the user Dockerfile.runtime creates (owns /models and its home)
 STARTUP_PERIOD_SECONDS = 10
 
 
-def deployment(model: Model, settings: OperatorSettings, config: dict[str, Any]) -> dict[str, Any]:
-    """The Deployment; ``config`` is the built ConfigMap, whose hash in the pod template rolls pods."""
+def deployment(
+    model: Model, settings: OperatorSettings, config: dict[str, Any], *, serving: bool = True
+) -> dict[str, Any]:
+    """The Deployment; ``config`` is the built ConfigMap, whose hash in the pod template rolls pods.
+
+    ``serving``: whether any replica is available now (see ``_strategy``).
+    """
     spec = model.spec
     pod_labels = child_labels(model.name)
     return {
@@ -40,7 +49,7 @@ def deployment(model: Model, settings: OperatorSettings, config: dict[str, Any])
         "spec": {
             "replicas": spec.replicas,
             "selector": {"matchLabels": selector_labels(model.name)},
-            "strategy": _strategy(model),
+            "strategy": _strategy(model, serving=serving),
             "template": {
                 "metadata": {
                     "labels": pod_labels,
@@ -55,10 +64,18 @@ def deployment(model: Model, settings: OperatorSettings, config: dict[str, Any])
     }
 
 
-def _strategy(model: Model) -> dict[str, Any]:
-    """Without GPUs, surge a new pod before stopping an old one (no downtime). GPU nodes rarely have a
-    spare GPU set for a surge pod, which would then stay Pending forever: replace in place instead."""
-    if model.spec.gpus:
+def _strategy(model: Model, *, serving: bool) -> dict[str, Any]:
+    """How pods are replaced.
+
+    While no replica is available there is no traffic to protect, and a crash-looping or pending pod may
+    hold the very CPU or GPUs its replacement needs: replace every pod at once, so a broken model can
+    always be fixed by editing its spec. While replicas serve and there are no GPUs, surge a new pod
+    before stopping an old one (no downtime). GPU nodes rarely have a spare GPU set for a surge pod,
+    which would then stay Pending forever: replace in place instead.
+    """
+    if not serving:
+        rolling: dict[str, Any] = {"maxSurge": 0, "maxUnavailable": "100%"}
+    elif model.spec.gpus:
         rolling = {"maxSurge": 0, "maxUnavailable": 1}
     else:
         rolling = {"maxSurge": 1, "maxUnavailable": 0}
@@ -78,6 +95,10 @@ def runtime_args(model: Model) -> list[str]:
         str(HTTP_PORT),
         "--tensor-parallel-size",
         str(model.spec.tensor_parallel_size),
+        # A fatal start-up error's one line becomes the container's termination message, which the
+        # operator shows in the Degraded condition.
+        "--termination-log",
+        TERMINATION_LOG,
     ]
 
 
@@ -146,10 +167,13 @@ def _volumes_and_mounts(model: Model) -> tuple[list[dict[str, Any]], list[dict[s
             }
         )
         mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
-    if model.spec.tensor_parallel_size > 1:
-        # Tensor-parallel workers exchange tensors through shared memory; the container default is 64 MiB.
-        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
-        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    # vLLM's engine and its workers are separate processes exchanging tensors through shared memory,
+    # on CPU always (its multiprocess executor) and with tensor parallelism on GPUs; the container
+    # runtime's default /dev/shm is 64 MiB. Memory-backed: it counts against the memory limit.
+    volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    volumes.append({"name": "cache", "emptyDir": {}})
+    mounts.append({"name": "cache", "mountPath": CACHE_DIR})
     return volumes, mounts
 
 
@@ -163,6 +187,9 @@ def _container(model: Model, settings: OperatorSettings, mounts: list[dict[str, 
         "ports": [{"name": PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "env": _env(model),
         "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_LOG,
+        # A crash before the runtime wrote its message (an import error, a kill) still tells the reason.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         # Loading weights can take many minutes: the startup probe holds the other probes off until
         # /ready answers, for at most startupTimeoutSeconds.
         "startupProbe": _probe(
