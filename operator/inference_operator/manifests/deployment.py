@@ -29,6 +29,7 @@ API_KEYS_FILE = f"{API_KEYS_DIR}/keys"
 # below it): an emptyDir outlives container restarts, so a restarted runtime does not compile again.
 CACHE_DIR = "/var/cache/inference"
 TERMINATION_LOG = "/dev/termination-log"
+PRE_STOP_SECONDS = 5
 RUNTIME_UID = 10001  # the user Dockerfile.runtime creates (owns /models and its home)
 STARTUP_PERIOD_SECONDS = 10
 
@@ -187,6 +188,9 @@ def _container(model: Model, settings: OperatorSettings, mounts: list[dict[str, 
         "ports": [{"name": PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "env": _env(model),
         "volumeMounts": mounts,
+        # Endpoints controllers and kube-proxy take a moment to stop sending a deleted pod new connections,
+        # and the runtime refuses new requests from SIGTERM on: wait that moment before the drain starts.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
         "terminationMessagePath": TERMINATION_LOG,
         # A crash before the runtime wrote its message (an import error, a kill) still tells the reason.
         "terminationMessagePolicy": "FallbackToLogsOnError",
