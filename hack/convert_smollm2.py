@@ -28,6 +28,14 @@ def main(out: str) -> None:
     tmp = out + ".partial"
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    # save_pretrained writes model.safetensors with mode 0600; the runtime (UID 10001 in the image,
+    # or a hostPath/volume mount) only reads: files 0644, folders 0755.
+    os.chmod(tmp, 0o755)
+    for parent, folders, files in os.walk(tmp):
+        for name in folders:
+            os.chmod(os.path.join(parent, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(parent, name), 0o644)
     os.replace(tmp, out)  # a half-written folder never looks like a finished model
     print("smollm2:", out, sorted(os.listdir(out)))
 
