@@ -33,7 +33,7 @@
 source "$(dirname "$0")/lib.sh"
 
 IMAGES="$CACHE/images"
-KEY_VERSION=1                               # bump when this script changes what goes into an image
+KEY_VERSION=2                               # bump when this script changes what goes into an image
 PAUSE_REF="localhost/pause:3.2"
 OPERATOR_REF="vllm-inference-operator:0.1.0"
 RUNTIME_REF="vllm-inference-runtime:0.1.0-cpu"
@@ -277,8 +277,9 @@ build_image() {
   [ -f "$CA_BUNDLE" ] && ca=(-v "$CA_BUNDLE:$CA_BUNDLE:ro")
   log "$ref: podman build -f ${dockerfile#"$ROOT"/} $*"
   local start=$SECONDS
-  # --network=host: RUN steps use the host's network, as `docker build` does by default.
-  "${PODMAN[@]}" build --pull=never --network=host --force-rm --layers "${ca[@]}" \
+  # --network=host: RUN steps use the host's network, as `docker build` does by default. --format docker:
+  # the OCI format would drop HEALTHCHECK.
+  "${PODMAN[@]}" build --format docker --pull=never --network=host --force-rm --layers "${ca[@]}" \
     --build-arg "PYTHON_IMAGE=$BASE_REF" "$@" -f "$dockerfile" -t "localhost/$ref" "$ROOT" >&2
   # skopeo, not `podman save`: the tar must name the image without podman's localhost/ prefix.
   skopeo copy -q "${STORAGE}localhost/$ref" "docker-archive:$SCRATCH/$name.tar:$ref"
