@@ -40,8 +40,8 @@ def run_benchmark(
 def check_latency(summary: dict[str, Any] | None, count: int) -> None:
     assert summary is not None
     assert summary["count"] == count
-    assert 0 < summary["p50"] <= summary["p90"] <= summary["p99"]
-    assert summary["mean"] > 0
+    assert 0 <= summary["p50"] <= summary["p90"] <= summary["p99"]
+    assert summary["mean"] >= 0
 
 
 @pytest.mark.parametrize(
@@ -67,12 +67,23 @@ def test_benchmark_reports_every_field(
     assert run["mean_prompt_tokens"] > 0
     assert run["request_throughput"] > 0 and run["output_throughput"] > 0
     check_latency(run["e2e_ms"], REQUESTS)
-    if stream:
-        check_latency(run["ttft_ms"], REQUESTS)
-        check_latency(run["tpot_ms"], REQUESTS)
-        assert run["itl_ms"]["count"] >= REQUESTS  # at least one gap per request of 8 tokens
+    assert run["e2e_ms"]["p50"] > 0
+    if not stream:
+        assert run["stream_chunks"] == 0
+        assert run["ttft_ms"] is None and run["itl_ms"] is None and run["tpot_ms"] is None
+        return
+    check_latency(run["ttft_ms"], REQUESTS)
+    assert run["ttft_ms"]["p50"] > 0
+    # How many chunks carry the 8 tokens depends on how far the client lags behind the engine (the
+    # server packs what the engine made meanwhile into one event): every stream carries text, no
+    # chunk is empty, and ITL has one sample per chunk after each stream's first.
+    chunks = run["stream_chunks"]
+    assert REQUESTS <= chunks <= REQUESTS * OUTPUT_LEN, chunks
+    if chunks == REQUESTS:
+        assert run["itl_ms"] is None and run["tpot_ms"] is None
     else:
-        assert run["ttft_ms"] is None and run["itl_ms"] is None
+        check_latency(run["itl_ms"], chunks - REQUESTS)
+        assert 1 <= run["tpot_ms"]["count"] <= min(REQUESTS, chunks - REQUESTS)
 
 
 def test_benchmark_counts_errors_by_status(runtime_server: RunningServer, tmp_path: Path) -> None:

@@ -88,6 +88,7 @@ def test_aggregate_counts_only_successes_and_groups_errors_by_status() -> None:
     assert stats.e2e_ms is not None and stats.e2e_ms.mean == pytest.approx(1500.0)
     assert stats.ttft_ms is not None and stats.ttft_ms.p50 == pytest.approx(200.0)
     assert stats.itl_ms is not None and stats.itl_ms.mean == pytest.approx(150.0)
+    assert stats.stream_chunks == 4 and stats.itl_ms.count == stats.stream_chunks - stats.completed
 
 
 def test_aggregate_withholds_output_throughput_when_usage_is_missing() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -23,7 +22,8 @@ import pytest
 import yaml
 from chart_helpers import CHART, Helm
 
-from fixtures.cluster import SERVICEMONITOR_CRD, KubeCluster, install_crd, uninstall_crd, wait_for
+from fixtures.cluster import SERVICEMONITOR_CRD, KubeCluster, install_crd, uninstall_crd
+from fixtures.helpers import free_port, wait_for
 from fixtures.processes import stop_process
 from inference_operator.settings import OperatorSettings
 
@@ -38,12 +38,6 @@ MODEL = {
     "metadata": {"name": MODEL_NAME},
     "spec": {"model": {"path": "smollm2-135m-instruct"}, "maxModelLen": 2048},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -164,7 +158,7 @@ def _operator_as_deployed(
             f"{release.name}-inference-operator", release.namespace
         )
     (container,) = deployment.spec.template.spec.containers
-    port = _free_port()
+    port = free_port()
     args = [
         re.sub(r"^--liveness=.*", f"--liveness=http://127.0.0.1:{port}/healthz", a) for a in container.args
     ]

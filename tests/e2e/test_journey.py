@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fixtures.cluster import wait_for
+from fixtures.helpers import wait_for
 from fixtures.node import EXAMPLE, MODEL, OPERATOR_NAMESPACE, READY_TIMEOUT, Node
 
 pytestmark = pytest.mark.e2e

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from fixtures.prereq import require_module
 from inference_operator.api import v1alpha1 as api
 from inference_operator.reconciler import describe
 
@@ -67,7 +68,7 @@ def test_gpus_above_tp_and_cpu_tp_are_fine() -> None:
 
 
 def test_reserved_engine_args_match_the_runtime() -> None:
-    config = pytest.importorskip("inference_runtime.config")
+    config = require_module("inference_runtime.config", "the runtime's config module")
     assert config.RESERVED_ENGINE_ARGS == api.RESERVED_ENGINE_ARGS
 
 

@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 from op_helpers import make_model
 
+from fixtures.prereq import require_module
 from inference_operator.manifests import configmap, deployment, desired, service, servicemonitor
 from inference_operator.names import CONFIG_HASH_ANNOTATION
 from inference_operator.settings import OperatorSettings
@@ -178,7 +179,7 @@ def test_selector_does_not_depend_on_the_spec() -> None:
 
 @pytest.mark.parametrize("name", SPECS)
 def test_configmap_is_a_valid_runtime_model_config(name: str) -> None:
-    config = pytest.importorskip("inference_runtime.config")
+    config = require_module("inference_runtime.config", "the runtime's config module")
     model = make_model(SPECS[name])
     document = json.loads(configmap(model)["data"]["model_config.json"])
     assert list(document) == [model.served_name]

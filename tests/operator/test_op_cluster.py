@@ -20,15 +20,8 @@ import kubernetes
 import pytest
 from op_helpers import unschedulable_pod
 
-from fixtures.cluster import (
-    SERVICEMONITOR_CRD,
-    KubeCluster,
-    free_port,
-    install_crd,
-    namespaced_crd,
-    uninstall_crd,
-    wait_for,
-)
+from fixtures.cluster import SERVICEMONITOR_CRD, KubeCluster, install_crd, namespaced_crd, uninstall_crd
+from fixtures.helpers import free_port, wait_for
 from inference_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 
 pytestmark = pytest.mark.cluster

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from op_helpers import make_model
 
-from fixtures.cluster import free_port, wait_for
+from fixtures.helpers import free_port, wait_for
 from fixtures.processes import stop_process
 from inference_operator.manifests import configmap, deployment
 from inference_operator.manifests.configmap import CONFIG_KEY

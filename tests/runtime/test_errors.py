@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from fixtures.helpers import assert_no_leaks
 from fixtures.runtime_server import RunningServer
 
 pytestmark = pytest.mark.engine
-LEAKS = ("Traceback", "/work/", "/root/", "site-packages", "inference_runtime", "pydantic", 'File "')
 
 
 def assert_envelope(r: httpx.Response, status: int, err_type: str, param: str | None = None) -> dict:
@@ -18,8 +18,7 @@ def assert_envelope(r: httpx.Response, status: int, err_type: str, param: str | 
     assert body["error"]["type"] == err_type
     if param is not None:
         assert body["error"]["param"] == param
-    for leak in LEAKS:
-        assert leak not in r.text
+    assert_no_leaks(r.text)
     return body["error"]
 
 
@@ -90,8 +89,12 @@ def test_404_unknown_model_and_route(runtime_server: RunningServer) -> None:
         "not_found_error",
         "model",
     )
-    assert_envelope(httpx.get(runtime_server.base_url + "/v1/nothing-here"), 404, "not_found_error")
-    assert_envelope(httpx.get(runtime_server.base_url + "/v1/chat/completions"), 405, "invalid_request_error")
+    assert_envelope(
+        httpx.get(runtime_server.base_url + "/v1/nothing-here", timeout=60), 404, "not_found_error"
+    )
+    assert_envelope(
+        httpx.get(runtime_server.base_url + "/v1/chat/completions", timeout=60), 405, "invalid_request_error"
+    )
 
 
 def test_prompt_longer_than_context_names_both_numbers(runtime_server: RunningServer) -> None:
@@ -148,6 +151,23 @@ def test_caps_on_n_and_messages(runtime_server: RunningServer) -> None:
 
 
 def test_server_still_healthy_after_abuse(runtime_server: RunningServer) -> None:
-    assert httpx.get(runtime_server.base_url + "/health").status_code == 200
-    assert httpx.get(runtime_server.base_url + "/ready").status_code == 200
-    assert "Traceback" not in runtime_server.log()
+    """The abuse of the tests above, sent here again, so this test holds whichever tests ran before it;
+    only the log this test caused is checked (the server's start-up log is not its business)."""
+    logged = len(runtime_server.log())
+    model = runtime_server.model_name
+    abuse = [
+        ("/v1/completions", {"content": b"{not json"}),
+        ("/v1/completions", {"content": b"\x00\xff" * 64}),
+        ("/v1/completions", {"json": {"model": model, "prompt": [10**9]}}),
+        ("/v1/completions", {"json": {"model": model, "prompt": "x" * (5 << 20)}}),
+        ("/v1/chat/completions", {"json": chat(runtime_server, n=2, temperature=0)}),
+        ("/v1/chat/completions", {"json": chat(runtime_server, messages=[{"role": "user"}] * 513)}),
+        ("/generate", {"json": {"model": model, "prompt": "x", "history_input": ["a"]}}),
+    ]
+    for path, kw in abuse:
+        status = post(runtime_server, path, **kw).status_code
+        assert 400 <= status < 500, (path, status)
+    assert httpx.get(runtime_server.base_url + "/health", timeout=60).status_code == 200
+    assert httpx.get(runtime_server.base_url + "/ready", timeout=60).status_code == 200
+    caused = runtime_server.log()[logged:]
+    assert "Traceback" not in caused, caused[-3000:]

@@ -1,4 +1,4 @@
-"""Schemathesis hooks for the fuzzing run (loaded through $SCHEMATHESIS_HOOKS by test_fuzz.py).
+"""Schemathesis hooks for the fuzzing run (loaded through $SCHEMATHESIS_HOOKS by test_prod_fuzz.py).
 
 Random model names only ever reach the 404 branch, so string ``model`` values are replaced by the
 served model: the fuzzer then exercises prompts, sampling fields and the engine itself. Valid but

@@ -1,17 +1,14 @@
-"""Helpers of the production tests: a real syslog receiver, /metrics parsing, polling, SSE reading."""
+"""Helpers of the production tests: a real syslog receiver, /metrics parsing, SSE reading."""
 
 from __future__ import annotations
 
 import json
 import socket
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fixtures.runtime_server import RunningServer
@@ -108,16 +105,6 @@ def scrape(url: str, headers: dict[str, str] | None = None) -> Scrape:
         for s in family.samples
     ]
     return Scrape(r.text, samples)
-
-
-def wait_for(condition: Callable[[], bool], what: str, bound: float = 60.0) -> None:
-    """Poll until ``condition`` holds. The bound only stops a broken server from hanging the run;
-    it is generous on purpose and nothing asserts how fast the condition came true."""
-    deadline = time.monotonic() + bound
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: still not true after {bound:.0f} s")
-        time.sleep(0.1)
 
 
 def engine_running(url: str, headers: dict[str, str] | None = None) -> float:

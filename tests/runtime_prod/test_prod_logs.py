@@ -9,7 +9,9 @@ import uuid
 
 import httpx
 import pytest
-from prod_helpers import ProdServer, sse_events, wait_for
+from prod_helpers import ProdServer, sse_events
+
+from fixtures.helpers import wait_for
 
 pytestmark = pytest.mark.engine
 ACCESS_FIELDS = {
@@ -59,7 +61,7 @@ def test_access_line_in_console_file_and_syslog(prod: ProdServer) -> None:
 
     sinks = {"console": prod.console, "file": lambda: prod.log_file.read_text(), "syslog": prod.syslog.text}
     for sink, read in sinks.items():
-        wait_for(lambda read=read: bool(access_lines(read(), request_id)), f"access line in the {sink}")
+        wait_for(lambda read=read: access_lines(read(), request_id), what=f"access line in the {sink}")
         (line,) = access_lines(read(), request_id)
         assert set(line) >= ACCESS_FIELDS, (sink, line)
         assert line["model"] == prod.model and line["protocol"] == "chat" and line["key_id"] == "ci"
@@ -85,7 +87,7 @@ def test_streamed_request_logs_its_time_to_first_token(prod: ProdServer) -> None
             c, "/generate", {"prompt": "hi", "max_tokens": 5, "ignore_eos": True, "stream": True}
         )
     assert events
-    wait_for(lambda: bool(access_lines(prod.log_file.read_text(), request_id)), "stream access line")
+    wait_for(lambda: access_lines(prod.log_file.read_text(), request_id), what="stream access line")
     (line,) = access_lines(prod.log_file.read_text(), request_id)
     assert line["protocol"] == "generate" and line["stream"] is True and line["status"] == 200
     assert isinstance(line["ttft"], float) and 0 < line["ttft"] <= line["latency"]

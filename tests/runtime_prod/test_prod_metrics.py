@@ -7,8 +7,9 @@ import subprocess
 
 import httpx
 import pytest
-from prod_helpers import ProdServer, Scrape, scrape, sse_events, wait_for
+from prod_helpers import ProdServer, Scrape, scrape, sse_events
 
+from fixtures.helpers import wait_for
 from fixtures.prereq import require_path
 
 pytestmark = pytest.mark.engine
@@ -71,7 +72,7 @@ def test_known_requests_move_the_metrics(prod: ProdServer) -> None:
             and _delta(before, now, "vllm:generation_tokens_total") == ours_completion
         )
 
-    wait_for(engine_agrees, "vllm:prompt_tokens_total/generation_tokens_total match our counters")
+    wait_for(engine_agrees, what="vllm:prompt_tokens_total/generation_tokens_total match our counters")
 
 
 def test_engine_metrics_on_the_same_endpoint(prod: ProdServer) -> None:

@@ -10,14 +10,14 @@ import json
 import secrets
 import signal
 import subprocess
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from prod_helpers import MAX_MODEL_LEN, engine_running, scrape, sse_events, wait_for
+from prod_helpers import MAX_MODEL_LEN, scrape, sse_events
 
+from fixtures.helpers import wait_for, wait_for_async
 from fixtures.prereq import require_path
 from fixtures.runtime_server import TINY_NAME, RunningServer, start_runtime, tiny_entry
 
@@ -107,7 +107,15 @@ def huge_request(server: RunningServer, *, stream: bool) -> dict[str, object]:
 HUGE_TOKENS = 4 * 16 * (MAX_MODEL_LEN - 16)
 
 
+def engine_idle(server: RunningServer) -> bool:
+    now = scrape(server.base_url, auth(server))
+    return now.value("vllm:num_requests_running") == 0 and now.value("vllm:num_requests_waiting") == 0
+
+
 def test_request_timeout_non_stream(server: RunningServer) -> None:
+    """The huge request ignores EOS, so unless the engine aborts it, the engine stays busy until it has
+    generated exactly HUGE_TOKENS tokens. An idle engine short of that count is the evidence of the
+    abort, however fast the machine."""
     before = scrape(server.base_url, auth(server))
     r = httpx.post(
         server.base_url + "/v1/completions",
@@ -118,10 +126,10 @@ def test_request_timeout_non_stream(server: RunningServer) -> None:
     assert r.status_code == 504, r.text
     error = r.json()["error"]
     assert error["type"] == "timeout_error" and f"{TIMEOUT} s" in error["message"]
-    wait_for(lambda: engine_running(server.base_url, auth(server)) == 0, "engine idle after the timeout")
+    wait_for(lambda: engine_idle(server), what="engine idle after the timeout")
     after = scrape(server.base_url, auth(server))
     generated = after.value("vllm:generation_tokens_total") - before.value("vllm:generation_tokens_total")
-    assert generated < HUGE_TOKENS / 2, generated  # cut off, not run to the end
+    assert 0 < generated < HUGE_TOKENS, generated  # cut off, not run to the end
     assert (
         after.value("inference_requests_total", status="504")
         - before.value("inference_requests_total", status="504")
@@ -141,7 +149,7 @@ def test_request_timeout_stream_ends_with_an_error_event_and_done(server: Runnin
             "code": None,
         }
     }
-    wait_for(lambda: engine_running(server.base_url, auth(server)) == 0, "engine idle after the timeout")
+    wait_for(lambda: engine_idle(server), what="engine idle after the timeout")
 
 
 async def open_stream(http: httpx.AsyncClient, body: dict[str, object]) -> httpx.Response:
@@ -149,14 +157,6 @@ async def open_stream(http: httpx.AsyncClient, body: dict[str, object]) -> httpx
     response = await http.send(http.build_request("POST", "/v1/completions", json=body), stream=True)
     assert response.status_code == 200, await response.aread()
     return response
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], what: str, bound: float = 60.0) -> None:
-    deadline = time.monotonic() + bound
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: still not true after {bound:.0f} s")
-        await asyncio.sleep(0.1)
 
 
 async def start_unfinished_upload(server: RunningServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -209,7 +209,7 @@ async def sigterm_with_requests_in_flight(server: RunningServer) -> tuple[list[s
             return in_flight == 1
 
         upload_reader, upload_writer = await start_unfinished_upload(server)
-        await wait_until(admitted, "the unfinished upload is in flight")
+        await wait_for_async(admitted, what="the unfinished upload is in flight")
         stream = await open_stream(http, body)
         rest, first = await first_event(stream)
         server.proc.send_signal(signal.SIGTERM)
@@ -218,7 +218,7 @@ async def sigterm_with_requests_in_flight(server: RunningServer) -> tuple[list[s
         async def draining() -> bool:
             return (await http.get("/ready")).status_code == 503
 
-        await wait_until(draining, "/ready turns 503")
+        await wait_for_async(draining, what="/ready turns 503")
         ready = await http.get("/ready")
         assert ready.json()["error"]["message"] == "The server is shutting down."
         refused = await http.post(

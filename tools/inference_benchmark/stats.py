@@ -68,6 +68,7 @@ class RunStats:
     mean_prompt_tokens: float | None
     mean_output_tokens: float | None
     missing_usage: int
+    stream_chunks: int
     e2e_ms: Summary | None
     ttft_ms: Summary | None
     itl_ms: Summary | None
@@ -86,6 +87,7 @@ class RunStats:
             "mean_prompt_tokens": self.mean_prompt_tokens,
             "mean_output_tokens": self.mean_output_tokens,
             "missing_usage": self.missing_usage,
+            "stream_chunks": self.stream_chunks,
         }
         for name in ("e2e_ms", "ttft_ms", "itl_ms", "tpot_ms"):
             summary = getattr(self, name)
@@ -145,7 +147,9 @@ def aggregate(records: Sequence[RequestRecord], duration_s: float) -> RunStats:
 
     Errors are counted by status, with the first message seen for each as an example.
     Throughputs count only successful requests. Output throughput is ``None`` when any successful
-    request lacked a usage report: a partial sum would silently understate it.
+    request lacked a usage report: a partial sum would silently understate it. ``stream_chunks``
+    counts the text-carrying chunks of the successful streams: how much the server coalesced tokens
+    (ITL has one sample per chunk after each stream's first).
     """
     if duration_s <= 0:
         raise ValueError(f"duration must be positive, got {duration_s}")
@@ -170,6 +174,7 @@ def aggregate(records: Sequence[RequestRecord], duration_s: float) -> RunStats:
         mean_prompt_tokens=sum(prompts) / len(prompts) if prompts else None,
         mean_output_tokens=sum(outputs) / len(outputs) if outputs else None,
         missing_usage=missing_usage,
+        stream_chunks=sum(len(r.chunk_times) for r in good),
         e2e_ms=summarize([r.end - r.start for r in good]),
         ttft_ms=summarize([t for r in good if (t := ttft(r)) is not None]),
         itl_ms=summarize(itl),
