@@ -215,7 +215,9 @@ def test_pip_extras_exist(dockerfile: Dockerfile) -> None:
     installs = " ".join(
         rest for stage in dockerfile.stages for rest in stage.args("RUN") if "pip install" in rest
     )
-    extras = set(re.findall(r"\}\[([\w-]+)\]", installs))
+    # `pip install "${wheel}[extra]"`, or the requirement file of an extra (Dockerfile.runtime).
+    extras = set(re.findall(r"\}\[([\w-]+)\]|/deps/([\w-]+)\.txt", installs))
+    extras = {name for pair in extras for name in pair if name}
     assert extras, "the image must install the project with an extra"
     assert extras <= PYPROJECT["project"]["optional-dependencies"].keys()
 
@@ -224,7 +226,8 @@ def test_runtime_image_has_a_gpu_default_and_a_cpu_variant() -> None:
     dockerfile = parse(DOCKERFILES["runtime"])
     assert "VARIANT=gpu" in dockerfile.final.args("ARG")
     installs = " ".join(dockerfile.final.args("RUN"))
-    assert '"${wheel}[gpu]"' in installs and '"${wheel}[cpu]"' in installs
+    assert "-r /tmp/deps/gpu.txt" in installs and "-r /tmp/deps/cpu.txt" in installs
+    assert "pip install --no-deps /tmp/dist/*.whl" in installs  # the project itself, in a layer of its own
 
 
 def test_runtime_cpu_variant_takes_torch_from_an_index_or_a_wheel_folder() -> None:
@@ -234,7 +237,7 @@ def test_runtime_cpu_variant_takes_torch_from_an_index_or_a_wheel_folder() -> No
     assert "TORCH_CPU_INDEX=" in dockerfile.final.args("ARG")
     (wheels,) = [stage for stage in dockerfile.stages if stage.name == "torch-wheels"]
     assert wheels.base == "scratch" and not wheels.instructions, "the default context must be empty"
-    (install,) = [rest for rest in dockerfile.final.args("RUN") if '"${wheel}[cpu]"' in rest]
+    (install,) = [rest for rest in dockerfile.final.args("RUN") if "-r /tmp/deps/cpu.txt" in rest]
     mount = re.match(r"--mount=(\S+)", install)
     assert mount, "the install step must mount the torch-wheels context"
     options = dict(item.partition("=")[::2] for item in mount[1].split(","))

@@ -239,3 +239,15 @@ def test_runtime_reports_fatal_errors_as_its_termination_message() -> None:
     assert runtime["args"][runtime["args"].index("--termination-log") + 1] == path
     assert runtime["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert mounts_of(dep)["/var/cache/inference"]["name"] == "cache"  # compile caches survive restarts
+
+
+def test_cpu_pods_do_not_pin_vllm_to_fixed_cores_unless_asked() -> None:
+    """Every pod would pin its engine to the same core ids (vLLM's "auto"), whatever the node runs."""
+    cpu = make_model({"model": {"path": "m"}})
+    assert env_of(deployment(cpu, SETTINGS, configmap(cpu)))["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+    asked = make_model(
+        {"model": {"path": "m"}, "env": [{"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "auto"}]}
+    )
+    assert env_of(deployment(asked, SETTINGS, configmap(asked)))["VLLM_CPU_OMP_THREADS_BIND"] == "auto"
+    gpu = make_model(SPECS["gpu-tp2"])
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in env_of(deployment(gpu, SETTINGS, configmap(gpu)))

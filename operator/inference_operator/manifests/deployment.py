@@ -30,6 +30,7 @@ API_KEYS_FILE = f"{API_KEYS_DIR}/keys"
 CACHE_DIR = "/var/cache/inference"
 TERMINATION_LOG = "/dev/termination-log"
 PRE_STOP_SECONDS = 5
+CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 RUNTIME_UID = 10001  # the user Dockerfile.runtime creates (owns /models and its home)
 STARTUP_PERIOD_SECONDS = 10
 
@@ -107,8 +108,14 @@ def _env(model: Model) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "MODEL_ROOT", "value": MODELS_DIR}]
     if model.spec.api_key_secret:
         env.append({"name": "API_KEYS_FILE", "value": API_KEYS_FILE})
-    env += [var.model_dump(by_alias=True, exclude_none=True) for var in model.spec.env]
-    return env
+    own = [var.model_dump(by_alias=True, exclude_none=True) for var in model.spec.env]
+    if not model.spec.gpus and not any(var["name"] == CPU_BIND_ENV for var in own):
+        # vLLM's CPU build pins its worker threads to fixed core ids ("auto": the last cores but one),
+        # the same ids in every pod, although a pod does not own cores unless the kubelet's static CPU
+        # manager gives it some: on a shared node two pods fought over one core while another idled.
+        # Let the kernel schedule within the pod's CPU quota; spec.env may set "auto" back.
+        env.append({"name": CPU_BIND_ENV, "value": "nobind"})
+    return env + own
 
 
 def _resources(model: Model) -> dict[str, Any]:
