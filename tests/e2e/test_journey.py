@@ -217,3 +217,19 @@ def test_the_operator_pod_replaced_mid_rollout_converges(release: Node) -> None:
     replica_sets = release.get("replicasets", "-l", f"app.kubernetes.io/instance={MODEL}")["items"]
     assert len([rs for rs in replica_sets if rs["spec"]["replicas"] > 0]) == 1
     assert body["status"]["observedGeneration"] == body["metadata"]["generation"]
+
+
+def test_every_pod_runs_under_the_restricted_policy(release: Node) -> None:
+    """The node admits pods only under the `restricted` PodSecurityPolicy (tests/fixtures/node.py)."""
+    pods = [*release.pods(MODEL), *release.get("pods", "-n", OPERATOR_NAMESPACE)["items"]]
+    assert pods and {p["metadata"]["annotations"].get("kubernetes.io/psp") for p in pods} == {"restricted"}
+    root_pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "as-root"},
+        "spec": {
+            "containers": [{"name": "c", "image": "localhost/pause:3.2", "securityContext": {"runAsUser": 0}}]
+        },
+    }
+    refused = release.kubectl("apply", "-f", "-", stdin=json.dumps(root_pod), check=False)
+    assert release.kubectl("get", "pod", "as-root", "--ignore-not-found") == "", refused
