@@ -156,11 +156,11 @@ def _first_line(text: str) -> str:
 
 
 def _render(request: Request, error: APIError) -> Response:
-    """Render in the format of the protocol that owns the path (the OpenAI envelope elsewhere)."""
-    state: RuntimeState = request.app.state.runtime
-    serving = state.servings.get(request.url.path)
-    if serving is not None:
-        return serving.create_error_response(error)
+    """Render in the format of the protocol that owns the path (the OpenAI envelope elsewhere), also
+    while the model loads and no serving instance exists yet."""
+    owner = request.app.state.route_owners.get(request.url.path)
+    if owner is not None:
+        return owner.create_error_response(error)
     return Response(
         orjson.dumps(openai_error_body(error)),
         status_code=error.status,

@@ -196,8 +196,13 @@ class BaseServingEngine:
         """The last event before ``[DONE]`` when the client asked for usage; None for none."""
         return None
 
-    def create_error_response(self, error: APIError) -> Response:
-        """Render an error in this protocol's format (the OpenAI envelope by default)."""
+    @classmethod
+    def create_error_response(cls, error: APIError) -> Response:
+        """Render an error in this protocol's format (the OpenAI envelope by default).
+
+        A classmethod: the server renders errors of a protocol's routes before the engine is up too
+        (401, "loading"), when no instance exists yet.
+        """
         return Response(
             orjson.dumps(openai_error_body(error)),
             status_code=error.status,
