@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from inference_operator import manifests, status
 from inference_operator.api import v1alpha1 as api
+from inference_operator.api.policy import check_cluster_policy
 from inference_operator.diff import stamp, up_to_date
 from inference_operator.kube import ApiError, Kube, Ref
 from inference_operator.manifests.service import endpoint
@@ -56,6 +57,11 @@ class Reconciler:
         try:
             api.check_name(name)
             spec = api.InferenceModelSpec.model_validate(body.get("spec") or {})
+            check_cluster_policy(
+                spec,
+                host_path_prefixes=self.settings.allowed_host_paths,
+                image_prefixes=self.settings.allowed_image_prefixes,
+            )
         except (ValidationError, ValueError) as exc:
             self._hold(ref, body, status.Problem("InvalidSpec", describe(exc)))
         else:

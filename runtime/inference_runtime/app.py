@@ -49,7 +49,7 @@ def engine_options(settings: Settings, model: ResolvedModel) -> EngineOptions:
         dtype=cfg.dtype,
         tensor_parallel_size=settings.tensor_parallel_size or cfg.tensor_parallel_size,
         gpu_memory_utilization=cfg.gpu_memory_utilization,
-        extra=dict(cfg.engine_args),
+        extra=dict(model.engine_args),
     )
 
 

@@ -17,6 +17,7 @@ from types import FrameType
 
 import uvicorn
 
+from inference_policy.engine import refused_env
 from inference_runtime.app import create_app
 from inference_runtime.auth import KeyRing
 from inference_runtime.config import ConfigError, PathPolicy, ResolvedModel, load_model_config
@@ -44,7 +45,17 @@ def prepare(settings: Settings) -> tuple[ResolvedModel, list[type[BaseServingEng
         config_dir=settings.config_path.resolve().parent,
         extra_roots=settings.allowed_roots,
     )
-    model = load_model_config(settings.config_path, settings.model_name, policy)
+    refused = refused_env(os.environ, settings.allowed_env)
+    if refused:
+        raise ConfigError(
+            f"model '{settings.model_name}': environment variable {'; '.join(refused)} would let code "
+            "into the engine; unset it or pass --allow-env NAME"
+        )
+    for name in sorted(settings.allowed_env):
+        logger.warning("environment variable %s allowed by --allow-env: it may load code", name)
+    for name in sorted(settings.allowed_engine_args):
+        logger.warning("engine argument %s allowed by --allow-engine-arg: it may load code", name)
+    model = load_model_config(settings.config_path, settings.model_name, policy, settings.allowed_engine_args)
     try:
         classes = serving_classes(model)
     except ConfigError as exc:

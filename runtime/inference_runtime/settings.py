@@ -48,6 +48,10 @@ class Settings:
     max_model_len: int | None = None
     model_root: Path = DEFAULT_MODEL_ROOT
     allowed_roots: tuple[Path, ...] = ()
+    # Code-loading engine arguments and environment variables let through by name (flags only: an
+    # environment variable could be set by whoever may only set the container's environment).
+    allowed_engine_args: frozenset[str] = frozenset()
+    allowed_env: frozenset[str] = frozenset()
     api_keys: tuple[str, ...] = ()
     api_keys_file: Path | None = None
     metrics_require_auth: bool = False
@@ -112,6 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="a further folder model files and templates may come from (repeatable) "
         "[$ALLOWED_ROOTS, ':'-separated]",
+    )
+    add(
+        "--allow-engine-arg",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let this code-loading engine argument through (repeatable; e.g. trust_remote_code). "
+        "Without it, engine arguments that import code or read paths outside the roots are refused",
+    )
+    add(
+        "--allow-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="start although this code-loading environment variable is set (repeatable; e.g. "
+        "LD_LIBRARY_PATH)",
     )
     add(
         "--api-keys-file",
@@ -187,6 +207,8 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         max_model_len=ns.max_model_len,
         model_root=Path(ns.model_root).expanduser(),
         allowed_roots=tuple(Path(r).expanduser() for r in [*ns.allowed_root, *env_roots]),
+        allowed_engine_args=frozenset(ns.allow_engine_arg),
+        allowed_env=frozenset(ns.allow_env),
         api_keys=env_keys,
         api_keys_file=Path(ns.api_keys_file) if ns.api_keys_file else None,
         metrics_require_auth=ns.metrics_require_auth,
