@@ -22,7 +22,7 @@ from inference_runtime.engine_api import EngineClient, EngineOptions
 from inference_runtime.errors import APIError, InternalError, InvalidRequest, NotFound, openai_error_body
 from inference_runtime.metrics import Metrics
 from inference_runtime.observe import RequestIdMiddleware
-from inference_runtime.routes import info, metrics, protocols
+from inference_runtime.routes import info, metrics, protocols, tokenize
 from inference_runtime.serving.admission import Admission
 from inference_runtime.serving.base import BaseServingEngine, ServingContext
 from inference_runtime.settings import Settings
@@ -159,6 +159,7 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.include_router(info.router)
     app.include_router(metrics.router)
+    app.include_router(tokenize.router)
     app.state.route_owners = protocols.attach(app, serving_classes)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

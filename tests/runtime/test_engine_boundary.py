@@ -30,6 +30,7 @@ LIGHT_MODULES = (
     "inference_runtime.tools.plan",
     "inference_runtime.tools.registry",
     "inference_runtime.tools.stream",
+    "inference_runtime.routes.tokenize",
 )
 
 
