@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -63,6 +64,7 @@ class DetokenizeResponse(BaseModel):
     prompt: str
 
 
+# For the OpenAPI schema; requests are parsed by _parse.
 _TOKENIZE = TypeAdapter(TokenizeRequest)
 _DETOKENIZE = TypeAdapter(DetokenizeRequest)
 
@@ -77,16 +79,27 @@ def _body_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
     }
 
 
-async def _parse(raw_request: Request, state: RuntimeState, adapter: TypeAdapter[Any]) -> Any:
+async def _parse(raw_request: Request, state: RuntimeState, models: tuple[type[BaseModel], ...]) -> Any:
+    """The body as the first of ``models`` whose required field it carries (else the last), so a 400
+    names the field of the shape the client meant, not of every member of a union."""
     body = await read_body(raw_request, state.settings.limits.max_body_bytes)
     try:
-        request = adapter.validate_json(body)
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The request body is not valid JSON.") from None
+    model = next((m for m in models if isinstance(data, dict) and _required(m) <= data.keys()), models[-1])
+    try:
+        request = model.model_validate(data)
     except ValidationError as exc:
         message, param = validation_message(exc)
         raise InvalidRequest(message, param=param) from None
     if request.model is not None and request.model != state.model.name:
         raise ModelNotFound(request.model)
     return request
+
+
+def _required(model: type[BaseModel]) -> set[str]:
+    return {name for name, f in model.model_fields.items() if f.is_required()}
 
 
 def _engine(state: RuntimeState) -> EngineClient:
@@ -104,7 +117,7 @@ def _engine(state: RuntimeState) -> EngineClient:
     openapi_extra=_body_schema(_TOKENIZE),
 )
 async def tokenize(raw_request: Request, state: StateDep) -> TokenizeResponse:
-    request = await _parse(raw_request, state, _TOKENIZE)
+    request = await _parse(raw_request, state, (TokenizeChatRequest, TokenizeCompletionRequest))
     engine = _engine(state)
     if isinstance(request, TokenizeChatRequest):
         if request.continue_final_message and request.add_generation_prompt:
@@ -141,7 +154,7 @@ async def tokenize(raw_request: Request, state: StateDep) -> TokenizeResponse:
     openapi_extra=_body_schema(_DETOKENIZE),
 )
 async def detokenize(raw_request: Request, state: StateDep) -> DetokenizeResponse:
-    request = await _parse(raw_request, state, _DETOKENIZE)
+    request = await _parse(raw_request, state, (DetokenizeRequest,))
     engine = _engine(state)
     try:
         prompt = engine.tokenizer.decode(request.tokens, skip_special_tokens=False)
