@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import jsonschema
 import openai
 import pytest
+from pydantic import BaseModel, Field
 
 from fixtures.prereq import require_path
 from fixtures.runtime_server import RunningServer, start_runtime, tiny_entry
@@ -320,3 +321,36 @@ def test_invalid_tool_requests_are_400_naming_the_field(
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["type"] == "invalid_request_error" and error["param"] == param
+
+
+class Weather(BaseModel):
+    """The weather in a city."""
+
+    city: str = Field(max_length=12)
+    unit: Literal["celsius", "fahrenheit"]
+    days: int = Field(ge=1, le=7)
+
+
+def test_langchain_bound_tool_call_and_structured_output(server: RunningServer) -> None:
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(
+        base_url=server.base_url + "/v1", api_key="unused", model="tiny", temperature=0, max_tokens=BUDGET
+    )
+    # One call: with parallel calls allowed, a random model may repeat calls until max_tokens.
+    bound = llm.bind_tools([Weather], tool_choice="any", parallel_tool_calls=False)
+    message = bound.invoke("Weather in Paris?")
+    assert [call["name"] for call in message.tool_calls] and message.response_metadata[
+        "finish_reason"
+    ] == "tool_calls"
+    for call in message.tool_calls:
+        Weather.model_validate(call["args"])
+        assert call["id"].startswith("call_")
+    streamed = bound.stream("Weather in Paris?")
+    assembled = None
+    for chunk in streamed:
+        assembled = chunk if assembled is None else assembled + chunk
+    assert assembled is not None
+    assert [c["args"] for c in assembled.tool_calls] == [c["args"] for c in message.tool_calls]
+    result = llm.with_structured_output(Weather, method="function_calling").invoke("Weather in Paris?")
+    assert isinstance(result, Weather)

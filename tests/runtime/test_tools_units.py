@@ -211,3 +211,13 @@ def test_registered_parser_plugins_load_and_unknown_names_fail(parser_distributi
     assert parser.parse("hi") == ParsedToolCalls(content="hi")
     with pytest.raises(ConfigError, match=r"'vif_test_parser:EverythingIsAText' .*plugins: text"):
         load_tool_parser("vif_test_parser:EverythingIsAText", StubEngine())  # type: ignore[arg-type]
+
+
+def test_a_raw_control_character_in_a_string_still_makes_a_call() -> None:
+    """A byte-level token can decode to a raw control character inside a JSON string; the call is kept,
+    and its re-serialised arguments escape it."""
+    word = tool("word", {"type": "object", "properties": {"w": {"type": "string"}}, "required": ["w"]})
+    plan = plan_tools(fields(tools=[word], tool_choice="required"), None)
+    assert plan is not None
+    result = plan.finish('[{"name":"word","parameters":{"w":"a\x02b"}}]', "stop")
+    assert result.calls[0].function.arguments == '{"w": "a\\u0002b"}'

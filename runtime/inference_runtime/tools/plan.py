@@ -97,7 +97,9 @@ class ToolPlan:
 
     def _forced_calls(self, text: str) -> list[ToolCall] | None:
         try:
-            decoded = json.loads(text)
+            # strict=False: a raw control character inside a string (a byte-level token can decode to
+            # one) is kept; the arguments are re-serialised, escaped, below.
+            decoded = json.loads(text, strict=False)
         except ValueError:
             return None
         if self.named is not None:
