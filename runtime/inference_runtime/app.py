@@ -17,16 +17,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference_runtime import __version__
 from inference_runtime.auth import KeyRing
-from inference_runtime.config import ResolvedModel
+from inference_runtime.config import ConfigError, ResolvedModel
 from inference_runtime.engine_api import EngineClient, EngineOptions
 from inference_runtime.errors import APIError, InternalError, InvalidRequest, NotFound, openai_error_body
 from inference_runtime.metrics import Metrics
 from inference_runtime.observe import RequestIdMiddleware
-from inference_runtime.routes import info, metrics, protocols
+from inference_runtime.routes import info, metrics, protocols, tokenize
 from inference_runtime.serving.admission import Admission
 from inference_runtime.serving.base import BaseServingEngine, ServingContext
 from inference_runtime.settings import Settings
 from inference_runtime.state import RuntimeState
+from inference_runtime.tools.registry import load_tool_parser
 
 logger = logging.getLogger(__name__)
 EngineFactory = Callable[[EngineOptions], Awaitable[EngineClient]]
@@ -83,8 +84,22 @@ def create_app(
             if on_fatal is not None:
                 on_fatal(f"the engine failed to start: {_first_line(str(exc))}")
             return
+        try:
+            parser = (
+                load_tool_parser(model.config.tool_call_parser, engine)
+                if model.config.tool_call_parser is not None
+                else None
+            )
+        except ConfigError as exc:
+            engine.shutdown()
+            state.load_error = str(exc)
+            logger.error("model %s: %s", model.name, exc)
+            if on_fatal is not None:
+                on_fatal(f"model '{model.name}': {exc}")
+            return
         ctx = ServingContext(
             engine=engine,
+            tool_parser=parser,
             model=model,
             limits=settings.limits,
             admission=state.admission,
@@ -144,6 +159,7 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.include_router(info.router)
     app.include_router(metrics.router)
+    app.include_router(tokenize.router)
     app.state.route_owners = protocols.attach(app, serving_classes)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -53,6 +53,13 @@ class ModelConfig(BaseModel):
         default_factory=list, max_length=32, description="Further registered serving classes to mount."
     )
 
+    tool_call_parser: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="Parser that finds tool calls in the model's text for tool_choice 'auto' (e.g. hermes).",
+    )
+
     @field_validator("engine_args")
     @classmethod
     def _no_reserved_keys(cls, value: dict[str, Any]) -> dict[str, Any]:

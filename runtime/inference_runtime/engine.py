@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
-from inference_runtime.engine_api import EngineDead, EngineOptions, EngineRequestError
+from inference_runtime.engine_api import (
+    EngineDead,
+    EngineOptions,
+    EngineRequestError,
+    ParsedToolCalls,
+    ToolCallParser,
+    ToolParserFactory,
+)
 from inference_runtime.generation import ChoiceOutput, GenerationChunk, SamplingSpec, TokenLogprob
 
 # vLLM reads these at import time. A KV cache size must be given on CPU (else start-up fails the
@@ -28,10 +36,13 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
 
 import vllm
+import xgrammar
 from vllm import AsyncEngineArgs, SamplingParams
+from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 from vllm.exceptions import VLLMClientError
 from vllm.inputs import TokensPrompt
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+from vllm.tool_parsers import ToolParser, ToolParserManager
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
 from vllm.v1.metrics.loggers import PrometheusStatLogger
@@ -100,6 +111,9 @@ class Engine:
     async def abort(self, request_id: str) -> None:
         await self._llm.abort(request_id)
 
+    def tool_parser(self, name: str) -> ToolParserFactory | None:
+        return vllm_tool_parser(name, self.tokenizer)
+
     async def generate(
         self, prompt_token_ids: list[int], spec: SamplingSpec, request_id: str, *, stream: bool
     ) -> AsyncIterator[GenerationChunk]:
@@ -121,6 +135,54 @@ class Engine:
             raise EngineDead("engine is dead") from exc
         except VLLMClientError as exc:
             raise EngineRequestError(str(exc)) from exc
+
+
+def vllm_tool_parser(name: str, tokenizer: Any) -> ToolParserFactory | None:
+    """vLLM's tool parser ``name`` for ``tokenizer``; None when vLLM has none of that name.
+
+    ValueError when the parser cannot work with the tokenizer: parsers look up their marker tokens
+    (``<|python_tag|>``, ``[TOOL_CALLS]``) when built, so building one now fails at start-up, not on a
+    request.
+    """
+    if name not in ToolParserManager.list_registered():
+        return None
+    cls = ToolParserManager.get_tool_parser(name)
+    try:
+        cls(tokenizer, [])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ValueError(str(exc)) from exc
+
+    def factory(tools: list[dict[str, Any]]) -> ToolCallParser:
+        return _VllmToolParser(cls, tokenizer, tools)
+
+    return factory
+
+
+class _VllmToolParser:
+    """One of vLLM's parsers behind the engine-neutral ToolCallParser interface."""
+
+    def __init__(self, cls: type[ToolParser], tokenizer: Any, tools: list[dict[str, Any]]) -> None:
+        # vLLM's parsers read the request they serve (its tools, its options): give them one.
+        self._request = ChatCompletionRequest(
+            model="-", messages=[{"role": "user", "content": ""}], tools=tools, tool_choice="auto"
+        )
+        self._parser = cls(tokenizer, self._request.tools)
+        adjusted = self._parser.adjust_request(self._request.model_copy())
+        self.keeps_special_tokens: bool = not adjusted.skip_special_tokens
+
+    def parse(self, text: str) -> ParsedToolCalls:
+        try:
+            info = self._parser.extract_tool_calls(text, self._request)
+        except Exception:
+            # A parser that trips over odd model output must not fail the request: it is text.
+            logger.warning(
+                "tool parser %s failed on the model output", type(self._parser).__name__, exc_info=True
+            )
+            return ParsedToolCalls(content=text)
+        if not info.tools_called:
+            return ParsedToolCalls(content=text)
+        calls = [(c.function.name, c.function.arguments) for c in info.tool_calls]
+        return ParsedToolCalls(content=info.content, calls=calls)
 
 
 async def _in_daemon_thread(fn: Callable[[], T]) -> T:
@@ -152,7 +214,9 @@ async def _in_daemon_thread(fn: Callable[[], T]) -> T:
 
 def _sampling_params(spec: SamplingSpec, stream: bool) -> SamplingParams:
     structured = None
-    if spec.json_schema is not None:
+    if spec.json_schema is not None and spec.compact_json:
+        structured = StructuredOutputsParams(grammar=_compact_json_grammar(json.dumps(spec.json_schema)))
+    elif spec.json_schema is not None:
         structured = StructuredOutputsParams(json=spec.json_schema)
     elif spec.json_object:
         structured = StructuredOutputsParams(json_object=True)
@@ -184,6 +248,20 @@ def _sampling_params(spec: SamplingSpec, stream: bool) -> SamplingParams:
         )
     except (ValueError, TypeError, VLLMClientError) as exc:
         raise EngineRequestError(str(exc)) from exc
+
+
+@lru_cache(maxsize=64)
+def _compact_json_grammar(schema: str) -> str:
+    """The schema as an xgrammar grammar that admits no whitespace between JSON tokens.
+
+    vLLM sets whitespace per engine only (``structured_outputs_config.disable_any_whitespace``); a
+    grammar made by the same converter its xgrammar backend uses gives the same language per request.
+    """
+    try:
+        grammar = xgrammar.Grammar.from_json_schema(schema, any_whitespace=False, separators=(",", ":"))
+    except (RuntimeError, ValueError) as exc:
+        raise EngineRequestError(f"The JSON schema cannot be used for structured output: {exc}") from exc
+    return str(grammar)
 
 
 def _choice(out: Any, want_logprobs: bool) -> ChoiceOutput:

@@ -7,7 +7,7 @@ or writing a plugin loads neither torch nor vLLM. The adapter is imported where 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
@@ -46,7 +46,30 @@ class Tokenizer(Protocol):
 
     def decode(self, token_ids: list[int], skip_special_tokens: bool = ...) -> str: ...
 
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]: ...
+
     def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
+
+
+@dataclass(slots=True)
+class ParsedToolCalls:
+    """What a tool-call parser found in a model's text: the text outside calls, and the calls."""
+
+    content: str | None
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (function name, arguments as JSON text)
+
+
+class ToolCallParser(Protocol):
+    """Finds tool calls in a model's complete output (one parser per request: some keep state)."""
+
+    # True when the calls are marked with special tokens that must stay in the decoded text.
+    keeps_special_tokens: bool
+
+    def parse(self, text: str) -> ParsedToolCalls: ...
+
+
+# Builds the parser of one request from its tools (OpenAI tool dicts).
+ToolParserFactory = Callable[[list[dict[str, Any]]], ToolCallParser]
 
 
 class EngineClient(Protocol):
@@ -72,6 +95,13 @@ class EngineClient(Protocol):
         self, prompt_token_ids: list[int], spec: SamplingSpec, request_id: str, *, stream: bool
     ) -> AsyncIterator[GenerationChunk]:
         """Run one request: deltas when streaming, else one final chunk. Closing it aborts the request."""
+        ...
+
+    def tool_parser(self, name: str) -> ToolParserFactory | None:
+        """The engine's own tool-call parser of that name, None if it has none by that name.
+
+        Raises ValueError when the parser exists but cannot work with this model's tokenizer.
+        """
         ...
 
     def shutdown(self) -> None: ...

@@ -27,6 +27,10 @@ LIGHT_MODULES = (
     "inference_runtime.protocols.completion.serving",
     "inference_runtime.protocols.generate.serving",
     "inference_runtime.cpu_amx",
+    "inference_runtime.tools.plan",
+    "inference_runtime.tools.registry",
+    "inference_runtime.tools.stream",
+    "inference_runtime.routes.tokenize",
 )
 
 
