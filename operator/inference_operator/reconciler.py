@@ -15,11 +15,12 @@ from pydantic import ValidationError
 
 from inference_operator import manifests, status
 from inference_operator.api import v1alpha1 as api
-from inference_operator.names import MANAGED_BY, selector_labels
-from inference_operator.manifests.service import endpoint
-from inference_operator.manifests.servicemonitor import API_VERSION as MONITORING_API
+from inference_operator.api.policy import check_cluster_policy
 from inference_operator.diff import stamp, up_to_date
 from inference_operator.kube import ApiError, Kube, Ref
+from inference_operator.manifests.service import endpoint
+from inference_operator.manifests.servicemonitor import API_VERSION as MONITORING_API
+from inference_operator.names import MANAGED_BY, selector_labels
 from inference_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,11 @@ class Reconciler:
         try:
             api.check_name(name)
             spec = api.InferenceModelSpec.model_validate(body.get("spec") or {})
+            check_cluster_policy(
+                spec,
+                host_path_prefixes=self.settings.allowed_host_paths,
+                image_prefixes=self.settings.allowed_image_prefixes,
+            )
         except (ValidationError, ValueError) as exc:
             self._hold(ref, body, status.Problem("InvalidSpec", describe(exc)))
         else:
@@ -85,9 +91,13 @@ class Reconciler:
         generation = body["metadata"].get("generation", 0)
         monitoring = self._monitoring(model)
         problem = None
-        deployment = None
+        deployment = self.kube.get(Ref("apps/v1", "Deployment", model.namespace, model.name))
+        serving = bool((deployment or {}).get("status", {}).get("availableReplicas"))
         try:
-            for obj in manifests.desired(model, self.settings, monitoring_available=monitoring.available):
+            plan = manifests.desired(
+                model, self.settings, monitoring_available=monitoring.available, serving=serving
+            )
+            for obj in plan:
                 live = self._ensure(_owned(obj, body))
                 if obj["kind"] == "Deployment":
                     deployment = live
@@ -97,7 +107,6 @@ class Reconciler:
             if err.transient:
                 raise
             problem = status.Problem("ApplyFailed", f"the API server rejected a child object: {err.message}")
-            deployment = self.kube.get(Ref("apps/v1", "Deployment", model.namespace, model.name))
         pods = self._pods(model.namespace, model.name)
         observed = status.Observed(generation, model.spec.replicas, deployment, pods, problem)
         monitoring_condition = status.condition("MonitoringAvailable", *monitoring)

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from inference_operator.api.v1alpha1 import normalised_folder
+
 DEFAULT_RUNTIME_IMAGE = "vllm-inference-runtime:0.1.0"
 FIELD_MANAGER = "inference-operator"
 LogFormat = Literal["text", "json"]
@@ -32,6 +34,10 @@ class OperatorSettings:
     standalone: bool = False  # skip peering (single replica, tests)
     liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
     field_manager: str = field(default=FIELD_MANAGER)
+    # Folders under which an InferenceModel may mount a node folder (hostPath); empty: none may.
+    allowed_host_paths: tuple[str, ...] = ()
+    # Registry/repository prefixes spec.image must start with; empty: any image.
+    allowed_image_prefixes: tuple[str, ...] = ()
 
     @property
     def clusterwide(self) -> bool:
@@ -82,12 +88,32 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         default="http://0.0.0.0:8080/healthz",
         help="liveness endpoint URL; empty disables it (default %(default)s)",
     )
+    parser.add_argument(
+        "--allow-host-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="node folder under which InferenceModels may mount hostPath model sources (repeatable; "
+        "env ALLOWED_HOST_PATHS, comma-separated; default: none, hostPath is refused)",
+    )
+    parser.add_argument(
+        "--allow-image-prefix",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="registry or repository prefix spec.image must have (repeatable; env ALLOWED_IMAGE_PREFIXES, "
+        "comma-separated; default: any image)",
+    )
     args = parser.parse_args(argv)
+    host_paths = args.allow_host_path or _split(env.get("ALLOWED_HOST_PATHS", ""))
+    for path in host_paths:
+        if not normalised_folder(path):
+            parser.error(f"allowed host path {path!r} must be a normalised absolute folder other than '/'")
     if args.log_format not in ("text", "json"):
         parser.error(f"LOG_FORMAT must be text or json, not {args.log_format!r}")
     namespaces = args.namespaces
     if not namespaces and not args.all_namespaces:
-        namespaces = [ns.strip() for ns in env.get("WATCH_NAMESPACES", "").split(",") if ns.strip()]
+        namespaces = _split(env.get("WATCH_NAMESPACES", ""))
     return OperatorSettings(
         runtime_image=args.runtime_image,
         namespaces=tuple(namespaces or ()),
@@ -97,4 +123,12 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         priority=args.priority,
         standalone=args.standalone,
         liveness_endpoint=args.liveness or None,
+        allowed_host_paths=tuple(host_paths),
+        allowed_image_prefixes=tuple(
+            args.allow_image_prefix or _split(env.get("ALLOWED_IMAGE_PREFIXES", ""))
+        ),
     )
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]

@@ -82,13 +82,22 @@ def _pod_problems(pod: Mapping[str, Any]) -> Iterable[Problem]:
         elif reason == "CrashLoopBackOff":
             exit_code = terminated.get("exitCode")
             code = f" (last exit code {exit_code})" if exit_code is not None else ""
+            said = _last_line(terminated.get("message", ""))
             yield Problem(
                 "CrashLoopBackOff",
-                f"pod {name}: container {container} keeps exiting{code}; "
-                f"see `kubectl logs {name} --previous`",
+                f"pod {name}: container {container} keeps exiting{code}"
+                + (f": {said}" if said else "")
+                + f"; see `kubectl logs {name} --previous`",
             )
         elif reason in CONFIG_REASONS:
             yield Problem("ContainerConfigError", f"pod {name}: {reason}{detail}")
+
+
+def _last_line(message: str, limit: int = 300) -> str:
+    """The last non-empty line of a termination message (the runtime writes one line; the kubelet's
+    fallback is the log's tail, whose last line is the error), shortened for a condition message."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else ""
 
 
 def pod_problem(pods: Iterable[Mapping[str, Any]]) -> Problem | None:
@@ -112,10 +121,12 @@ def _deployment_problem(deployment: Mapping[str, Any] | None) -> Problem | None:
     return None
 
 
-def _rollout(obs: Observed, ready: int, existing: int) -> tuple[bool, str, str]:
+def _rollout(obs: Observed, ready: int, terminating: int) -> tuple[bool, str, str]:
     """(progressing, reason, message) of the Deployment's rollout."""
     if not obs.spec_valid:
         return False, "InvalidSpec", "changes are not applied until the spec is fixed"
+    if obs.problem is not None:
+        return False, obs.problem.reason, "the latest spec could not be applied (see Degraded)"
     deployment = obs.deployment
     if deployment is None:
         return True, "Creating", "the Deployment does not exist yet"
@@ -128,8 +139,12 @@ def _rollout(obs: Observed, ready: int, existing: int) -> tuple[bool, str, str]:
         return True, "RollingOut", f"{updated}/{obs.desired_replicas} replicas updated"
     if ready < obs.desired_replicas:
         return True, "RollingOut", f"{ready}/{obs.desired_replicas} replicas ready"
-    if existing > obs.desired_replicas:
-        return True, "RollingOut", f"{existing - obs.desired_replicas} old replicas terminating"
+    old = status.get("replicas", 0) - updated
+    if old > 0:
+        # The Deployment keeps old pods serving until the updated ones are available.
+        return True, "RollingOut", f"{old} old replica(s) still serving until the updated ones are available"
+    if terminating:
+        return True, "RollingOut", f"{terminating} old pod(s) terminating"
     return False, "RolloutComplete", f"{ready}/{obs.desired_replicas} replicas ready and up to date"
 
 
@@ -151,7 +166,8 @@ def conditions(obs: Observed) -> list[dict[str, Any]]:
             "ReplicasReady" if ok else "ReplicasNotReady",
             f"{ready}/{obs.desired_replicas} replicas ready",
         )
-    progressing = condition("Progressing", *_rollout(obs, ready, len(pods)))
+    terminating = len(obs.pods) - len(pods)
+    progressing = condition("Progressing", *_rollout(obs, ready, terminating))
     problem = obs.problem or pod_problem(pods) or _deployment_problem(obs.deployment)
     if problem:
         degraded = condition("Degraded", True, problem.reason, problem.message)

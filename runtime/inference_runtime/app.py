@@ -17,19 +17,28 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference_runtime import __version__
 from inference_runtime.auth import KeyRing
-from inference_runtime.config import ResolvedModel
-from inference_runtime.engine import Engine, EngineOptions
+from inference_runtime.config import ConfigError, ResolvedModel
+from inference_runtime.engine_api import EngineClient, EngineOptions
 from inference_runtime.errors import APIError, InternalError, InvalidRequest, NotFound, openai_error_body
 from inference_runtime.metrics import Metrics
 from inference_runtime.observe import RequestIdMiddleware
-from inference_runtime.routes import info, metrics, protocols
+from inference_runtime.routes import info, metrics, protocols, tokenize
 from inference_runtime.serving.admission import Admission
 from inference_runtime.serving.base import BaseServingEngine, ServingContext
 from inference_runtime.settings import Settings
 from inference_runtime.state import RuntimeState
+from inference_runtime.tools.registry import load_tool_parser
 
 logger = logging.getLogger(__name__)
-EngineFactory = Callable[[EngineOptions], Awaitable[Engine]]
+EngineFactory = Callable[[EngineOptions], Awaitable[EngineClient]]
+ENGINE_WATCH_SECONDS = 0.5
+
+
+async def start_vllm(options: EngineOptions) -> EngineClient:
+    """The default engine: vLLM, imported here and nowhere earlier (config errors exit before this)."""
+    from inference_runtime.engine import Engine
+
+    return await Engine.start(options)
 
 
 def engine_options(settings: Settings, model: ResolvedModel) -> EngineOptions:
@@ -41,7 +50,7 @@ def engine_options(settings: Settings, model: ResolvedModel) -> EngineOptions:
         dtype=cfg.dtype,
         tensor_parallel_size=settings.tensor_parallel_size or cfg.tensor_parallel_size,
         gpu_memory_utilization=cfg.gpu_memory_utilization,
-        extra=dict(cfg.engine_args),
+        extra=dict(model.engine_args),
     )
 
 
@@ -52,10 +61,11 @@ def create_app(
     *,
     keys: KeyRing | None = None,
     metrics_registry: Metrics | None = None,
-    engine_factory: EngineFactory = Engine.start,
-    on_fatal: Callable[[], None] | None = None,
+    engine_factory: EngineFactory = start_vllm,
+    on_fatal: Callable[[str], None] | None = None,
 ) -> FastAPI:
-    """Build the app. ``on_fatal`` is called when the engine cannot start (the CLI exits non-zero)."""
+    """Build the app. ``on_fatal(message)`` is called when the engine cannot start, or died and
+    ``settings.engine_death_exit`` has passed (the CLI then exits non-zero)."""
     state = RuntimeState(
         settings=settings,
         model=model,
@@ -72,10 +82,24 @@ def create_app(
             state.load_error = str(exc)
             logger.error("the engine failed to start: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG))
             if on_fatal is not None:
-                on_fatal()
+                on_fatal(f"the engine failed to start: {_first_line(str(exc))}")
+            return
+        try:
+            parser = (
+                load_tool_parser(model.config.tool_call_parser, engine)
+                if model.config.tool_call_parser is not None
+                else None
+            )
+        except ConfigError as exc:
+            engine.shutdown()
+            state.load_error = str(exc)
+            logger.error("model %s: %s", model.name, exc)
+            if on_fatal is not None:
+                on_fatal(f"model '{model.name}': {exc}")
             return
         ctx = ServingContext(
             engine=engine,
+            tool_parser=parser,
             model=model,
             limits=settings.limits,
             admission=state.admission,
@@ -92,6 +116,22 @@ def create_app(
             engine.max_model_len,
             ", ".join(sorted(state.servings)),
         )
+        await watch_engine(engine)
+
+    async def watch_engine(engine: EngineClient) -> None:
+        """Notice the engine's death even when no request is running, say so once, then exit."""
+        while not engine.dead:
+            await asyncio.sleep(ENGINE_WATCH_SECONDS)
+        if state.admission.stopping:
+            return  # the engine is being stopped with the server
+        grace = settings.engine_death_exit
+        then = f"the process exits in {grace:g} s" if grace >= 0 else "until the process is restarted"
+        logger.error("the inference engine died (its log lines above say why); requests get 503, %s", then)
+        if grace < 0:
+            return
+        await asyncio.sleep(grace)
+        if on_fatal is not None:
+            on_fatal("the inference engine died; see the log for its cause")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -119,18 +159,24 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.include_router(info.router)
     app.include_router(metrics.router)
+    app.include_router(tokenize.router)
     app.state.route_owners = protocols.attach(app, serving_classes)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
+def _first_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:1000] if lines else "no reason given"
+
+
 def _render(request: Request, error: APIError) -> Response:
-    """Render in the format of the protocol that owns the path (the OpenAI envelope elsewhere)."""
-    state: RuntimeState = request.app.state.runtime
-    serving = state.servings.get(request.url.path)
-    if serving is not None:
-        return serving.create_error_response(error)
+    """Render in the format of the protocol that owns the path (the OpenAI envelope elsewhere), also
+    while the model loads and no serving instance exists yet."""
+    owner = request.app.state.route_owners.get(request.url.path)
+    if owner is not None:
+        return owner.create_error_response(error)
     return Response(
         orjson.dumps(openai_error_body(error)),
         status_code=error.status,

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import sys
 from types import FrameType
 
 import uvicorn
 
+from inference_policy.engine import refused_env
 from inference_runtime.app import create_app
 from inference_runtime.auth import KeyRing
 from inference_runtime.config import ConfigError, PathPolicy, ResolvedModel, load_model_config
@@ -42,7 +45,17 @@ def prepare(settings: Settings) -> tuple[ResolvedModel, list[type[BaseServingEng
         config_dir=settings.config_path.resolve().parent,
         extra_roots=settings.allowed_roots,
     )
-    model = load_model_config(settings.config_path, settings.model_name, policy)
+    refused = refused_env(os.environ, settings.allowed_env)
+    if refused:
+        raise ConfigError(
+            f"model '{settings.model_name}': environment variable {'; '.join(refused)} would let code "
+            "into the engine; unset it or pass --allow-env NAME"
+        )
+    for name in sorted(settings.allowed_env):
+        logger.warning("environment variable %s allowed by --allow-env: it may load code", name)
+    for name in sorted(settings.allowed_engine_args):
+        logger.warning("engine argument %s allowed by --allow-engine-arg: it may load code", name)
+    model = load_model_config(settings.config_path, settings.model_name, policy, settings.allowed_engine_args)
     try:
         classes = serving_classes(model)
     except ConfigError as exc:
@@ -70,8 +83,13 @@ class DrainingServer(uvicorn.Server):
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._drain is not None or self._loop is None or self.runtime.engine is None:
-            super().handle_exit(sig, frame)  # second signal, or nothing to drain: stop now
+        if self._drain is not None or self._loop is None:
+            super().handle_exit(sig, frame)  # a second signal: stop now
+            return
+        if self.runtime.engine is None:
+            # Still loading, so nothing to drain: a requested stop, exit 0 (uvicorn's own handler would
+            # re-raise the signal at the end, which PID 1 of a container ignores).
+            self.should_exit = True
             return
         self._loop.call_soon_threadsafe(self._start_drain)
 
@@ -105,9 +123,15 @@ def main(argv: list[str] | None = None) -> None:
         model, classes, keys = prepare(settings)
     except ConfigError as exc:
         print(f"inference-runtime: error: {exc}", file=sys.stderr)
+        write_termination_log(settings, f"error: {exc}")
         sys.exit(2)
     holder: list[DrainingServer] = []
-    app = create_app(settings, model, classes, keys=keys, on_fatal=lambda: holder[0].fatal())
+
+    def fatal(message: str) -> None:
+        write_termination_log(settings, message)
+        holder[0].fatal()
+
+    app = create_app(settings, model, classes, keys=keys, on_fatal=fatal)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -131,7 +155,35 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(keys)} configured" if keys.enabled else "off",
     )
     server.run()
+    if app.state.runtime.engine is None:
+        # Stopped (or failed) while the model was loading. The loader thread inside vLLM's start-up
+        # cannot be interrupted and would keep the interpreter alive until loading ends: stop the
+        # engine processes it started and leave now.
+        _stop_children()
+        logging.shutdown()
+        os._exit(server.exit_code)
     sys.exit(server.exit_code)
+
+
+def write_termination_log(settings: Settings, message: str) -> None:
+    """Leave the reason of a fatal exit where the supervisor shows it (best effort, 4 KiB at most)."""
+    if settings.termination_log is None:
+        return
+    try:
+        settings.termination_log.write_text(message[:4096] + "\n", encoding="utf-8")
+    except OSError as exc:
+        logger.warning("cannot write the termination log %s: %s", settings.termination_log, exc.strerror)
+
+
+def _stop_children(timeout: float = 5.0) -> None:
+    """SIGTERM the engine processes this process started, then SIGKILL what is left after ``timeout``."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
 
 
 if __name__ == "__main__":

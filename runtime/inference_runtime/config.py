@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from inference_policy.engine import path_engine_args, refused_engine_args
+
 # Keys the runtime itself sets on the engine; overriding them via engine_args would silently
 # disagree with the rest of the config.
 RESERVED_ENGINE_ARGS = frozenset(
@@ -51,6 +53,13 @@ class ModelConfig(BaseModel):
         default_factory=list, max_length=32, description="Further registered serving classes to mount."
     )
 
+    tool_call_parser: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="Parser that finds tool calls in the model's text for tool_choice 'auto' (e.g. hermes).",
+    )
+
     @field_validator("engine_args")
     @classmethod
     def _no_reserved_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -68,6 +77,7 @@ class ResolvedModel:
     config: ModelConfig
     model_path: Path
     chat_template: str | None  # template text, or None for the model's own
+    engine_args: dict[str, Any]  # engine_args with path-valued arguments resolved inside the roots
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +106,14 @@ class PathPolicy:
         return path
 
 
-def load_model_config(path: Path, model_name: str, policy: PathPolicy) -> ResolvedModel:
-    """Read ``path``, pick ``model_name``, validate it and resolve its paths."""
+def load_model_config(
+    path: Path, model_name: str, policy: PathPolicy, allowed_engine_args: frozenset[str] = frozenset()
+) -> ResolvedModel:
+    """Read ``path``, pick ``model_name``, validate it and resolve its paths.
+
+    Engine arguments that load code are refused unless named in ``allowed_engine_args`` (an allowed
+    path-valued argument is passed as written, unchecked).
+    """
     try:
         raw_bytes = path.read_bytes()
     except OSError as exc:
@@ -117,7 +133,7 @@ def load_model_config(path: Path, model_name: str, policy: PathPolicy) -> Resolv
         entry = ModelConfig.model_validate(document[model_name])
     except ValidationError as exc:
         raise ConfigError(_describe(model_name, exc)) from exc
-    return _resolve(model_name, entry, policy)
+    return _resolve(model_name, entry, policy, allowed_engine_args)
 
 
 def _describe(model_name: str, exc: ValidationError) -> str:
@@ -128,14 +144,28 @@ def _describe(model_name: str, exc: ValidationError) -> str:
     return f"model '{model_name}': " + "; ".join(problems)
 
 
-def _resolve(name: str, entry: ModelConfig, policy: PathPolicy) -> ResolvedModel:
+def _resolve(name: str, entry: ModelConfig, policy: PathPolicy, allowed: frozenset[str]) -> ResolvedModel:
+    refused = refused_engine_args(entry.engine_args, allowed)
+    if refused:
+        raise ConfigError(
+            f"model '{name}': field 'engine_args': {'; '.join(refused)}; "
+            "pass --allow-engine-arg NAME to allow one"
+        )
+    engine_args = dict(entry.engine_args)
+    for arg, raw in path_engine_args(entry.engine_args, allowed).items():
+        where = f"model '{name}': engine_args.{arg}"
+        if not isinstance(raw, str):
+            raise ConfigError(f"{where}: must be a path")
+        engine_args[arg] = str(policy.resolve(raw, base=policy.model_root, where=where))
     model_path = policy.resolve(entry.model_path, base=policy.model_root, where=f"model '{name}': model_path")
     if not model_path.is_dir():
         raise ConfigError(f"model '{name}': model_path '{entry.model_path}' is not a folder")
     template = None
     if entry.chat_template is not None:
         template = _template_text(name, entry.chat_template, policy)
-    return ResolvedModel(name=name, config=entry, model_path=model_path, chat_template=template)
+    return ResolvedModel(
+        name=name, config=entry, model_path=model_path, chat_template=template, engine_args=engine_args
+    )
 
 
 def _template_text(name: str, value: str, policy: PathPolicy) -> str:

@@ -1,21 +1,33 @@
 """The vLLM adapter: the only module in the project that imports vLLM.
 
 Everything version-specific about vLLM (engine construction, SamplingParams, structured output,
-output objects, metrics loggers, exceptions) is translated here into the engine-neutral types of
-:mod:`inference_runtime.generation`, so upgrading vLLM touches this one file.
+output objects, metrics loggers, exceptions) is translated here into the engine-neutral interface of
+:mod:`inference_runtime.engine_api`, so upgrading vLLM touches this one file. It is imported only where
+an engine is started (the app's loader, the benchmark's engine ceiling).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+import threading
+from collections.abc import AsyncIterator, Callable
+from functools import lru_cache, partial
+from typing import Any, TypeVar
 
+from inference_runtime.engine_api import (
+    EngineDead,
+    EngineOptions,
+    EngineRequestError,
+    ParsedToolCalls,
+    ToolCallParser,
+    ToolParserFactory,
+)
 from inference_runtime.generation import ChoiceOutput, GenerationChunk, SamplingSpec, TokenLogprob
 
 # vLLM reads these at import time. A KV cache size must be given on CPU (else start-up fails the
@@ -24,42 +36,25 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
 
 import vllm
+import xgrammar
 from vllm import AsyncEngineArgs, SamplingParams
+from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 from vllm.exceptions import VLLMClientError
 from vllm.inputs import TokensPrompt
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+from vllm.tool_parsers import ToolParser, ToolParserManager
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError
 from vllm.v1.metrics.loggers import PrometheusStatLogger
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 VLLM_VERSION: str = vllm.__version__
 
 
-class EngineRequestError(ValueError):
-    """The engine refused a request as invalid (a client error, answered with 400)."""
-
-
-class EngineDead(RuntimeError):
-    """The engine process died; the server can no longer generate (answered with 503)."""
-
-
-@dataclass(slots=True)
-class EngineOptions:
-    """Engine settings taken from the model config and the command line."""
-
-    model_path: str
-    served_model_name: str
-    max_model_len: int | None = None
-    dtype: str = "auto"
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 class Engine:
-    """One vLLM AsyncLLM, shared by every protocol the server speaks."""
+    """One vLLM AsyncLLM, shared by every protocol the server speaks (an :class:`EngineClient`)."""
 
     def __init__(self, llm: AsyncLLM, rpc_dir: str) -> None:
         self._llm = llm
@@ -88,8 +83,8 @@ class Engine:
             kwargs["max_model_len"] = options.max_model_len
         args = AsyncEngineArgs(**kwargs)
         try:
-            llm = await asyncio.to_thread(
-                AsyncLLM.from_engine_args, args, stat_loggers=[PrometheusStatLogger]
+            llm = await _in_daemon_thread(
+                lambda: AsyncLLM.from_engine_args(args, stat_loggers=[PrometheusStatLogger])
             )
         except BaseException:
             shutil.rmtree(rpc_dir, ignore_errors=True)
@@ -116,6 +111,9 @@ class Engine:
     async def abort(self, request_id: str) -> None:
         await self._llm.abort(request_id)
 
+    def tool_parser(self, name: str) -> ToolParserFactory | None:
+        return vllm_tool_parser(name, self.tokenizer)
+
     async def generate(
         self, prompt_token_ids: list[int], spec: SamplingSpec, request_id: str, *, stream: bool
     ) -> AsyncIterator[GenerationChunk]:
@@ -139,9 +137,86 @@ class Engine:
             raise EngineRequestError(str(exc)) from exc
 
 
+def vllm_tool_parser(name: str, tokenizer: Any) -> ToolParserFactory | None:
+    """vLLM's tool parser ``name`` for ``tokenizer``; None when vLLM has none of that name.
+
+    ValueError when the parser cannot work with the tokenizer: parsers look up their marker tokens
+    (``<|python_tag|>``, ``[TOOL_CALLS]``) when built, so building one now fails at start-up, not on a
+    request.
+    """
+    if name not in ToolParserManager.list_registered():
+        return None
+    cls = ToolParserManager.get_tool_parser(name)
+    try:
+        cls(tokenizer, [])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ValueError(str(exc)) from exc
+
+    def factory(tools: list[dict[str, Any]]) -> ToolCallParser:
+        return _VllmToolParser(cls, tokenizer, tools)
+
+    return factory
+
+
+class _VllmToolParser:
+    """One of vLLM's parsers behind the engine-neutral ToolCallParser interface."""
+
+    def __init__(self, cls: type[ToolParser], tokenizer: Any, tools: list[dict[str, Any]]) -> None:
+        # vLLM's parsers read the request they serve (its tools, its options): give them one.
+        self._request = ChatCompletionRequest(
+            model="-", messages=[{"role": "user", "content": ""}], tools=tools, tool_choice="auto"
+        )
+        self._parser = cls(tokenizer, self._request.tools)
+        adjusted = self._parser.adjust_request(self._request.model_copy())
+        self.keeps_special_tokens: bool = not adjusted.skip_special_tokens
+
+    def parse(self, text: str) -> ParsedToolCalls:
+        try:
+            info = self._parser.extract_tool_calls(text, self._request)
+        except Exception:
+            # A parser that trips over odd model output must not fail the request: it is text.
+            logger.warning(
+                "tool parser %s failed on the model output", type(self._parser).__name__, exc_info=True
+            )
+            return ParsedToolCalls(content=text)
+        if not info.tools_called:
+            return ParsedToolCalls(content=text)
+        calls = [(c.function.name, c.function.arguments) for c in info.tool_calls]
+        return ParsedToolCalls(content=info.content, calls=calls)
+
+
+async def _in_daemon_thread(fn: Callable[[], T]) -> T:
+    """Run a blocking call in a daemon thread and await it.
+
+    Not ``asyncio.to_thread``: the loop's default executor is joined when the loop closes, so a server
+    stopped while the model loads would wait for loading to finish before it could exit.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:
+            outcome = partial(settle, partial(future.set_exception, exc))
+        else:
+            outcome = partial(settle, partial(future.set_result, result))
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(outcome)
+
+    threading.Thread(target=run, name="engine-start", daemon=True).start()
+    return await future
+
+
 def _sampling_params(spec: SamplingSpec, stream: bool) -> SamplingParams:
     structured = None
-    if spec.json_schema is not None:
+    if spec.json_schema is not None and spec.compact_json:
+        structured = StructuredOutputsParams(grammar=_compact_json_grammar(json.dumps(spec.json_schema)))
+    elif spec.json_schema is not None:
         structured = StructuredOutputsParams(json=spec.json_schema)
     elif spec.json_object:
         structured = StructuredOutputsParams(json_object=True)
@@ -173,6 +248,20 @@ def _sampling_params(spec: SamplingSpec, stream: bool) -> SamplingParams:
         )
     except (ValueError, TypeError, VLLMClientError) as exc:
         raise EngineRequestError(str(exc)) from exc
+
+
+@lru_cache(maxsize=64)
+def _compact_json_grammar(schema: str) -> str:
+    """The schema as an xgrammar grammar that admits no whitespace between JSON tokens.
+
+    vLLM sets whitespace per engine only (``structured_outputs_config.disable_any_whitespace``); a
+    grammar made by the same converter its xgrammar backend uses gives the same language per request.
+    """
+    try:
+        grammar = xgrammar.Grammar.from_json_schema(schema, any_whitespace=False, separators=(",", ":"))
+    except (RuntimeError, ValueError) as exc:
+        raise EngineRequestError(f"The JSON schema cannot be used for structured output: {exc}") from exc
+    return str(grammar)
 
 
 def _choice(out: Any, want_logprobs: bool) -> ChoiceOutput:

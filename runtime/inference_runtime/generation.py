@@ -36,6 +36,8 @@ class SamplingSpec:
     json_object: bool = False
     regex: str | None = None
     choice: list[str] | None = None
+    # JSON without whitespace between tokens: a weak model cannot spend its budget on indentation.
+    compact_json: bool = False
 
 
 @dataclass(slots=True)

@@ -48,10 +48,20 @@ class Settings:
     max_model_len: int | None = None
     model_root: Path = DEFAULT_MODEL_ROOT
     allowed_roots: tuple[Path, ...] = ()
+    # Code-loading engine arguments and environment variables let through by name (flags only: an
+    # environment variable could be set by whoever may only set the container's environment).
+    allowed_engine_args: frozenset[str] = frozenset()
+    allowed_env: frozenset[str] = frozenset()
     api_keys: tuple[str, ...] = ()
     api_keys_file: Path | None = None
     metrics_require_auth: bool = False
     shutdown_grace: float = 30.0
+    # Seconds between the engine's death and the process's exit (1), so a supervisor or the kubelet
+    # restarts it; in-flight and new requests get 503 meanwhile. Negative: stay up, answering 503.
+    engine_death_exit: float = 5.0
+    # Where a fatal error's one line is written before a non-zero exit (Kubernetes shows the file of
+    # terminationMessagePath, /dev/termination-log, as the container's termination message).
+    termination_log: Path | None = None
     limits: Limits = field(default_factory=Limits)
     log: LogSettings = field(default_factory=LogSettings)
 
@@ -108,6 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
         "[$ALLOWED_ROOTS, ':'-separated]",
     )
     add(
+        "--allow-engine-arg",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let this code-loading engine argument through (repeatable; e.g. trust_remote_code). "
+        "Without it, engine arguments that import code or read paths outside the roots are refused",
+    )
+    add(
+        "--allow-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="start although this code-loading environment variable is set (repeatable; e.g. "
+        "LD_LIBRARY_PATH)",
+    )
+    add(
         "--api-keys-file",
         default=_env("API_KEYS_FILE"),
         help="file with one API key per line (`id:key` or a bare key) [$API_KEYS_FILE]; "
@@ -124,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=float(_env("SHUTDOWN_GRACE", "30")),
         help="seconds in-flight requests get to finish after SIGTERM [$SHUTDOWN_GRACE, 30]",
+    )
+    add(
+        "--engine-death-exit",
+        type=float,
+        default=float(_env("ENGINE_DEATH_EXIT", "5")),
+        help="seconds after the engine dies before the process exits with status 1, so a supervisor "
+        "restarts it; negative: stay up and answer 503 [$ENGINE_DEATH_EXIT, 5]",
+    )
+    add(
+        "--termination-log",
+        default=_env("TERMINATION_LOG"),
+        help="write a fatal error's message to this file before exiting (in a pod: /dev/termination-log) "
+        "[$TERMINATION_LOG]",
     )
     add("--log-format", choices=["text", "json"], default=_env("LOG_FORMAT", "text"), help="[$LOG_FORMAT]")
     add("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[$LOG_LEVEL, INFO]")
@@ -168,10 +207,14 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         max_model_len=ns.max_model_len,
         model_root=Path(ns.model_root).expanduser(),
         allowed_roots=tuple(Path(r).expanduser() for r in [*ns.allowed_root, *env_roots]),
+        allowed_engine_args=frozenset(ns.allow_engine_arg),
+        allowed_env=frozenset(ns.allow_env),
         api_keys=env_keys,
         api_keys_file=Path(ns.api_keys_file) if ns.api_keys_file else None,
         metrics_require_auth=ns.metrics_require_auth,
         shutdown_grace=ns.shutdown_grace,
+        engine_death_exit=ns.engine_death_exit,
+        termination_log=Path(ns.termination_log) if ns.termination_log else None,
         limits=Limits(
             concurrency=ns.limit_concurrency,
             max_body_bytes=ns.max_body_bytes,

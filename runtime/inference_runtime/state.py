@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from inference_runtime.auth import KeyRing
 from inference_runtime.config import ResolvedModel
-from inference_runtime.engine import Engine
+from inference_runtime.engine_api import EngineClient
 from inference_runtime.metrics import Metrics
 from inference_runtime.serving.admission import Admission
 from inference_runtime.serving.base import BaseServingEngine
@@ -23,7 +23,7 @@ class RuntimeState:
     metrics: Metrics
     admission: Admission
     created: int = field(default_factory=lambda: int(time.time()))
-    engine: Engine | None = None
+    engine: EngineClient | None = None
     servings: dict[str, BaseServingEngine] = field(default_factory=dict)  # route path -> serving
     load_error: str | None = None
 

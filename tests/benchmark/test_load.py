@@ -117,6 +117,16 @@ def test_bodies_per_protocol() -> None:
         build_body(prompt, RequestOptions("embeddings", "m", False, 0.0, False))
 
 
+def test_structured_bodies_ask_for_the_same_object() -> None:
+    prompt = Prompt("hello", 16)
+    tool = build_body(prompt, RequestOptions("chat", "m", False, 0.0, False, structured="tool-choice"))
+    fmt = build_body(prompt, RequestOptions("chat", "m", False, 0.0, False, structured="json-schema"))
+    assert tool["tools"][0]["function"]["parameters"] == fmt["response_format"]["json_schema"]["schema"]
+    assert tool["tool_choice"] == {"type": "function", "function": {"name": "forecast"}}
+    with pytest.raises(ValueError, match="needs --api chat"):
+        build_body(prompt, RequestOptions("completions", "m", False, 0.0, False, structured="tool-choice"))
+
+
 @pytest.mark.parametrize(
     ("payload", "text"),
     [
@@ -127,6 +137,11 @@ def test_bodies_per_protocol() -> None:
         ({"choices": [{"message": {"content": "ef"}}]}, "ef"),
         ({"choices": [{"delta": {"role": "assistant", "content": ""}}]}, None),  # chat's opening chunk
         ({"choices": [], "usage": {"completion_tokens": 3}}, None),  # the usage-only last chunk
+        ({"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}}]}, "{}"),
+        (
+            {"choices": [{"message": {"content": None, "tool_calls": [{"function": {"arguments": "{}"}}]}}]},
+            "{}",
+        ),
     ],
 )
 def test_chunk_text_finds_generated_text_in_every_shape(payload: dict, text: str | None) -> None:

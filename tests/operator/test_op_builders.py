@@ -142,11 +142,15 @@ def test_gpus_shm_and_api_keys() -> None:
     assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
 
 
-def test_cpu_model_has_no_gpu_no_shm_and_surges() -> None:
+def test_cpu_model_has_no_gpu_has_shm_and_surges_while_serving() -> None:
     model = make_model(SPECS["cpu-full"])
     dep = deployment(model, SETTINGS, configmap(model))
     assert "nvidia.com/gpu" not in container(dep)["resources"].get("limits", {})
-    assert "/dev/shm" not in mounts_of(dep)
+    # vLLM's CPU build always runs a multiprocess executor: 64 MiB of /dev/shm crash-loops every model.
+    shm = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}[
+        mounts_of(dep)["/dev/shm"]["name"]
+    ]
+    assert shm["emptyDir"] == {"medium": "Memory"}
     assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     assert env_of(dep)["HF_TOKEN"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
     assert dep["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
@@ -217,3 +221,33 @@ def test_desired_objects(name: str, available: bool, kinds: list[str]) -> None:
     objects = desired(make_model(SPECS[name]), SETTINGS, monitoring_available=available)
     assert [o["kind"] for o in objects] == kinds
     assert all(o["metadata"]["namespace"] == "ns1" for o in objects)
+
+
+@pytest.mark.parametrize("spec", ["cpu-full", "gpu-tp2"])
+def test_a_model_with_nothing_serving_replaces_all_pods_at_once(spec: str) -> None:
+    """A crash-looping or pending pod may hold the CPU or GPUs its replacement needs: with no replica
+    available there is no traffic to protect, so a fixed spec must never wait behind the broken pod."""
+    model = make_model(SPECS[spec])
+    dep = deployment(model, SETTINGS, configmap(model), serving=False)
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": "100%"}
+
+
+def test_runtime_reports_fatal_errors_as_its_termination_message() -> None:
+    dep = deployment(make_model(SPECS["minimal"]), SETTINGS, configmap(make_model(SPECS["minimal"])))
+    runtime = container(dep)
+    path = runtime["terminationMessagePath"]
+    assert runtime["args"][runtime["args"].index("--termination-log") + 1] == path
+    assert runtime["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert mounts_of(dep)["/var/cache/inference"]["name"] == "cache"  # compile caches survive restarts
+
+
+def test_cpu_pods_do_not_pin_vllm_to_fixed_cores_unless_asked() -> None:
+    """Every pod would pin its engine to the same core ids (vLLM's "auto"), whatever the node runs."""
+    cpu = make_model({"model": {"path": "m"}})
+    assert env_of(deployment(cpu, SETTINGS, configmap(cpu)))["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+    asked = make_model(
+        {"model": {"path": "m"}, "env": [{"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "auto"}]}
+    )
+    assert env_of(deployment(asked, SETTINGS, configmap(asked)))["VLLM_CPU_OMP_THREADS_BIND"] == "auto"
+    gpu = make_model(SPECS["gpu-tp2"])
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in env_of(deployment(gpu, SETTINGS, configmap(gpu)))

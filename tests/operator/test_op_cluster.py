@@ -375,6 +375,70 @@ def test_unhonourable_spec_degrades_and_keeps_what_runs(api: Api, operator: Any)
     assert api.deployment().metadata.uid == before.metadata.uid
 
 
+HOSTILE = [
+    ({"engineArgs": {"worker_extension_cls": "this.Nothing"}}, "spec.engineArgs: 'worker_extension_cls'"),
+    ({"engineArgs": {"trust_remote_code": True}}, "spec.engineArgs: 'trust_remote_code'"),
+    ({"model": {"path": "m", "source": {"hostPath": {"path": "/"}}}}, "spec.model.source.hostPath.path"),
+    ({"model": {"path": "m", "source": {"hostPath": {"path": "/srv/modelsx"}}}}, "not under a folder"),
+    ({"image": "other.example.invalid/runtime:1"}, "spec.image: not from an allowed"),
+    ({"env": [{"name": "LD_PRELOAD", "value": "/models/m/x.so"}]}, "spec.env: LD_PRELOAD may not be set"),
+    ({"env": [{"name": "PYTHONPATH", "value": "/models/m"}]}, "spec.env: PYTHONPATH may not be set"),
+    ({"env": [{"name": "VLLM_PLUGINS", "value": "none"}]}, "spec.env: VLLM_PLUGINS may not be set"),
+]
+
+
+def test_hostile_specs_are_refused_and_change_nothing(api: Api, run_operator: Callable[..., Any]) -> None:
+    allowed = (
+        "--allow-host-path",
+        "/srv/models",
+        "--allow-image-prefix",
+        "registry.example.invalid/inference",
+    )
+    good = {
+        **SPEC,
+        "model": {"path": "smollm2", "source": {"hostPath": {"path": "/srv/models"}}},
+        "image": "registry.example.invalid/inference/runtime:1",
+    }
+    with run_operator(api.ns, *allowed):
+        api.create_model({**SPEC, "engineArgs": {"worker_cls": "vif_canary.Worker"}}, name="hostile")
+        refused = wait_for(
+            lambda: next(
+                (
+                    c
+                    for c in api.model("hostile").get("status", {}).get("conditions", [])
+                    if c["type"] == "Degraded"
+                ),
+                None,
+            ),
+            what="Degraded of a resource created hostile",
+        )
+        assert (refused["status"], refused["reason"]) == ("True", "InvalidSpec")
+        assert "spec.engineArgs: 'worker_cls'" in refused["message"]
+        assert api.deployment("hostile") is None
+        assert (
+            api.core.list_namespaced_config_map(
+                api.ns, label_selector="app.kubernetes.io/instance=hostile"
+            ).items
+            == []
+        )
+
+        api.create_model(good)
+        before = wait_for(api.deployment, what="Deployment")
+        api.wait_condition("Degraded", "False")
+        generation = api.model()["metadata"]["generation"]
+        for patch, fragment in HOSTILE:
+            # Undo the previous hostile field (a merge patch), then set this one.
+            api.patch_spec({key: good.get(key) for key in ("engineArgs", "env", "model", "image")} | patch)
+            generation += 1
+            status = api.wait_observed(generation)
+            degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+            assert (degraded["status"], degraded["reason"]) == ("True", "InvalidSpec"), patch
+            assert fragment in degraded["message"], degraded["message"]
+            after = api.deployment()
+            assert after.metadata.uid == before.metadata.uid
+            assert after.metadata.resource_version == before.metadata.resource_version, patch
+
+
 def test_servicemonitor_follows_its_crd_and_the_spec(
     api: Api, kube_cluster: KubeCluster, operator: Any
 ) -> None:

@@ -145,3 +145,31 @@ def test_transition_time_is_kept_while_status_holds() -> None:
     flipped = status.with_times([status.condition("Ready", True, "C", "")], same, generation=2, now="t3")
     assert [c["lastTransitionTime"] for c in (*first, *same, *flipped)] == ["t1", "t1", "t3"]
     assert same[0]["observedGeneration"] == 2
+
+
+def test_a_crash_loop_says_what_the_runtime_said() -> None:
+    said = "inference-runtime: error: model 'm': model_path 'no-such-model-folder' is not a folder"
+    crashed = pod(
+        **waiting("CrashLoopBackOff"),
+        lastState={"terminated": {"reason": "Error", "exitCode": 2, "message": f"log line\n{said}\n"}},
+    )
+    degraded = by_type(status.conditions(status.Observed(1, 1, rollout_done(1), [crashed])))["Degraded"]
+    assert said in degraded["message"] and "exit code 2" in degraded["message"]
+
+
+def test_old_replicas_kept_serving_are_not_called_terminating() -> None:
+    """Surge-first: the new pod crash-loops, the old one is kept serving on purpose."""
+    deployment = rollout_done(1)
+    deployment["status"].update(replicas=2, updatedReplicas=1)
+    pods = [pod("m1-old", ready=True), CRASH]
+    progressing = by_type(status.conditions(status.Observed(1, 1, deployment, pods)))["Progressing"]
+    assert progressing["status"] == "True"
+    assert "still serving" in progressing["message"] and "terminating" not in progressing["message"]
+
+
+def test_a_refused_apply_is_not_a_complete_rollout() -> None:
+    problem = status.Problem("ApplyFailed", "the API server rejected a child object: limits < requests")
+    observed = status.Observed(2, 1, rollout_done(1), [pod(ready=True)], problem)
+    conds = by_type(status.conditions(observed))
+    assert conds["Progressing"]["status"] == "False" and conds["Progressing"]["reason"] == "ApplyFailed"
+    assert conds["Degraded"]["reason"] == "ApplyFailed"

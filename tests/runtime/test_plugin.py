@@ -85,3 +85,39 @@ def test_bad_config_field_exits_with_clear_message(tmp_path: Path) -> None:
     done = run_cli(tmp_path, {"model_path": "x", "tensor_parallel_size": 0})
     assert done.returncode == 2
     assert "model 'm': field 'tensor_parallel_size'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_plugin_errors_keep_their_format_while_the_model_loads(tmp_path: Path) -> None:
+    """401 and "loading" on a plugin's route come in the plugin's own error format, not OpenAI's."""
+    require_example_plugin()
+    import asyncio
+
+    from fastapi.testclient import TestClient
+
+    from inference_runtime.app import create_app
+    from inference_runtime.auth import KeyRing
+    from inference_runtime.cli import prepare
+    from inference_runtime.settings import settings_from_args
+
+    (tmp_path / "model").mkdir()
+    entry = {"model_path": str(tmp_path / "model"), "class_name": EXAMPLE_PLUGIN}
+    config = write_config(tmp_path, "m", entry)
+    settings = settings_from_args(
+        ["--model-name", "m", "--config", str(config), "--model-root", str(tmp_path)]
+    )
+    model, classes, _ = prepare(settings)
+
+    async def never_loads(_options: object) -> object:  # stands in for an engine still loading
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    keys = KeyRing.from_sources(["id1:secret"], None)
+    app = create_app(settings, model, classes, keys=keys, engine_factory=never_loads)
+    key = {"Authorization": "Bearer secret"}
+    with TestClient(app) as client:
+        refused = client.post("/instruct", json={"instruction": "x"})
+        loading = client.post("/instruct", json={"instruction": "x"}, headers=key)
+        openai_route = client.post("/v1/chat/completions", json={}, headers=key)
+    assert refused.status_code == 401 and refused.json()["status"] == "error"
+    assert loading.status_code == 503 and loading.json()["status"] == "error"
+    assert openai_route.status_code == 503 and "error" in openai_route.json()  # the OpenAI envelope

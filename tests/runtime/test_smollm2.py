@@ -65,3 +65,32 @@ def test_json_schema_output_parses_and_validates(smollm2: RunningServer) -> None
     data = json.loads(r.choices[0].message.content)
     jsonschema.validate(data, schema)
     assert "Paris" in data["city"]
+
+
+def test_forced_tool_call_is_valid(smollm2: RunningServer) -> None:
+    parameters = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 40},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        },
+        "required": ["city", "unit"],
+        "additionalProperties": False,
+    }
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": parameters}}
+    client = openai.OpenAI(base_url=smollm2.base_url + "/v1", api_key="unused", max_retries=0)
+    for tool_choice in ({"type": "function", "function": {"name": "get_weather"}}, "required"):
+        r = client.chat.completions.create(
+            model="smollm2",
+            temperature=0,
+            max_tokens=120,
+            messages=[{"role": "user", "content": "What is the weather in Paris, in celsius?"}],
+            tools=[tool],
+            tool_choice=tool_choice,
+        )
+        assert r.choices[0].finish_reason == "tool_calls"
+        calls = r.choices[0].message.tool_calls
+        assert calls
+        for call in calls:
+            assert call.function.name == "get_weather"
+            jsonschema.validate(json.loads(call.function.arguments), parameters)

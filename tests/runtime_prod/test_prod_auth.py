@@ -24,6 +24,8 @@ PROTECTED = [
     ("POST", "/v1/completions"),
     ("POST", "/completions"),
     ("POST", "/generate"),
+    ("POST", "/tokenize"),
+    ("POST", "/detokenize"),
     ("GET", "/v1/models"),
     ("GET", "/version"),
     ("GET", "/openapi.json"),
@@ -37,6 +39,8 @@ def call(prod: ProdServer, method: str, path: str, authorization: str | None) ->
     body = (
         chat_body(prod.model)
         if "chat" in path
+        else {"tokens": [1, 2]}
+        if path == "/detokenize"
         else {"model": prod.model, "prompt": "hi", "max_tokens": 2}
         if "completions" in path
         else {"prompt": "hi", "max_tokens": 2}

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from inference_benchmark import machine, report
-from inference_benchmark.client import API_PATHS
+from inference_benchmark.client import API_PATHS, STRUCTURED_MODES
 from inference_benchmark.prompts import PromptFileError
 from inference_benchmark.sweep import HttpTarget, add_load_arguments, http_sweep, load_settings, results_json
 
@@ -29,6 +29,9 @@ examples:
   inference-benchmark --api chat --request-rate 2,4 --max-concurrency 16 --no-stream
   # our /generate protocol with prompts from a file
   inference-benchmark --api generate --prompts-file prompts.jsonl
+  # the same chat request as a forced tool call, then under response_format json_schema
+  inference-benchmark --api chat --structured tool-choice --no-ignore-eos --concurrency 4
+  inference-benchmark --api chat --structured json-schema --no-ignore-eos --concurrency 4
   # our runtime against vLLM's own server on the same model and engine settings
   inference-benchmark side-by-side --help
 
@@ -62,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=600.0,
         help="seconds to connect, and to wait for each read (default 600)",
     )
+    target.add_argument(
+        "--structured",
+        choices=STRUCTURED_MODES,
+        default=None,
+        help="chat only: ask for one JSON object (client.STRUCTURED_SCHEMA) as a forced tool call or "
+        "with response_format json_schema",
+    )
     add_load_arguments(parser)
     parser.add_argument("--output-json", type=Path, default=None, help="write settings and results here")
     return parser
@@ -77,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         load = load_settings(args)
-        target = HttpTarget(args.base_url, args.api, args.model, args.path, args.api_key, args.timeout)
+        target = HttpTarget(
+            args.base_url, args.api, args.model, args.path, args.api_key, args.timeout, args.structured
+        )
         model, results = asyncio.run(http_sweep(target, load))
     except (ValueError, PromptFileError, OSError) as exc:
         parser.error(str(exc))
@@ -91,7 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.sweep_table([r.as_dict() for r in results]))
     if args.output_json:
         meta = {
-            "target": {"base_url": args.base_url, "api": args.api, "path": args.path, "model": model},
+            "target": {
+                "base_url": args.base_url,
+                "api": args.api,
+                "path": args.path,
+                "model": model,
+                "structured": args.structured,
+            },
             "load": load.describe(),
             "machine": machine.describe(),
         }

@@ -19,6 +19,18 @@ from inference_benchmark.prompts import Prompt
 from inference_benchmark.stats import RequestRecord
 
 API_PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions", "generate": "/generate"}
+# The object both structured modes ask for: one forced tool call, or response_format json_schema.
+STRUCTURED_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 24},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+    },
+    "required": ["city", "unit", "days"],
+    "additionalProperties": False,
+}
+STRUCTURED_MODES = ("tool-choice", "json-schema")
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,7 @@ class RequestOptions:
     stream: bool
     temperature: float
     ignore_eos: bool
+    structured: str | None = None  # one of STRUCTURED_MODES (chat only)
 
 
 def build_body(prompt: Prompt, options: RequestOptions) -> dict[str, Any]:
@@ -54,11 +67,28 @@ def build_body(prompt: Prompt, options: RequestOptions) -> dict[str, Any]:
         body.update(prompt=prompt.text, history_input=[], history_output=[])
     else:
         raise ValueError(f"unknown api {options.api!r}; choose one of {sorted(API_PATHS)}")
+    if options.structured is not None:
+        if options.api != "chat":
+            raise ValueError("--structured needs --api chat")
+        body.update(_structured_fields(options.structured))
     if options.stream and options.api != "generate":
         body["stream_options"] = {"include_usage": True}
     if options.ignore_eos:
         body["ignore_eos"] = True
     return body
+
+
+def _structured_fields(mode: str) -> dict[str, Any]:
+    if mode == "tool-choice":
+        function = {"name": "forecast", "parameters": STRUCTURED_SCHEMA}
+        return {
+            "tools": [{"type": "function", "function": function}],
+            "tool_choice": {"type": "function", "function": {"name": "forecast"}},
+        }
+    if mode == "json-schema":
+        schema = {"name": "forecast", "schema": STRUCTURED_SCHEMA}
+        return {"response_format": {"type": "json_schema", "json_schema": schema}}
+    raise ValueError(f"unknown structured mode {mode!r}; choose one of {STRUCTURED_MODES}")
 
 
 def chunk_text(payload: dict[str, Any]) -> str | None:
@@ -72,7 +102,9 @@ def chunk_text(payload: dict[str, Any]) -> str | None:
     if text := choice.get("text"):
         return text
     message = choice.get("delta") or choice.get("message") or {}
-    return message.get("content") or None
+    calls = message.get("tool_calls") or ()
+    arguments = "".join(c.get("function", {}).get("arguments") or "" for c in calls)
+    return message.get("content") or arguments or None
 
 
 def _record(start: float, status: int | str, **fields: Any) -> RequestRecord:

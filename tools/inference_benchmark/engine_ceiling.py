@@ -29,7 +29,8 @@ from inference_benchmark.prompts import Prompt
 from inference_benchmark.servers import EngineSettings
 from inference_benchmark.stats import RequestRecord
 from inference_benchmark.sweep import LoadSettings, add_load_arguments, load_settings, results_json, run_sweep
-from inference_runtime.engine import Engine, EngineOptions
+from inference_runtime.engine import Engine
+from inference_runtime.engine_api import EngineOptions
 from inference_runtime.generation import SamplingSpec
 
 

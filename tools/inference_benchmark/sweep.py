@@ -214,6 +214,7 @@ class HttpTarget:
     path: str | None = None
     api_key: str | None = None
     timeout_s: float = 600.0
+    structured: str | None = None
 
 
 async def http_sweep(target: HttpTarget, load: LoadSettings) -> tuple[str, list[RunResult]]:
@@ -226,7 +227,9 @@ async def http_sweep(target: HttpTarget, load: LoadSettings) -> tuple[str, list[
         base_url=target.base_url, timeout=target.timeout_s, limits=limits, headers=headers
     ) as http:
         model = target.model or await client.first_model(http)
-        options = client.RequestOptions(target.api, model, load.stream, load.temperature, load.ignore_eos)
+        options = client.RequestOptions(
+            target.api, model, load.stream, load.temperature, load.ignore_eos, target.structured
+        )
 
         async def send(prompt: Prompt) -> RequestRecord:
             return await client.send(http, path, client.build_body(prompt, options))

@@ -64,7 +64,8 @@ class AlpacaInstruct(BaseServingEngine):
     ) -> list[dict[str, Any]]:
         return [{"id": state.id, "output": c.text, "finish_reason": c.finish_reason} for c in chunk.choices]
 
-    def create_error_response(self, error: APIError) -> Response:
+    @classmethod
+    def create_error_response(cls, error: APIError) -> Response:
         body = {"status": "error", "message": error.message, "field": error.param}
         return Response(
             orjson.dumps(body), status_code=error.status, media_type="application/json", headers=error.headers

@@ -7,11 +7,14 @@ rules need it) are still enforced, as a ``Degraded`` condition instead of a reje
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from inference_policy.engine import PATH_ENGINE_ARGS, refused_engine_args, refused_in_spec_env
 
 GROUP = "inference.vif.dev"
 VERSION = "v1alpha1"
@@ -83,6 +86,11 @@ class PersistentVolumeClaimSource(_Schema):
         )
 
 
+def normalised_folder(path: str) -> bool:
+    """An absolute folder other than '/', written in normal form (POSIX keeps a leading '//')."""
+    return path != "/" and not path.startswith("//") and posixpath.normpath(path) == path and path[0] == "/"
+
+
 def _no_parent_segments(value: str, field: str) -> str:
     if ".." in value.split("/"):
         raise ValueError(f"{field} must stay inside /models: '..' is not allowed")
@@ -90,9 +98,27 @@ def _no_parent_segments(value: str, field: str) -> str:
 
 
 class HostPathSource(_Schema):
-    """Models live in a folder on every node that may run the model, mounted read-only at /models."""
+    """Models live in a folder on every node that may run the model, mounted read-only at /models.
 
-    path: str = Field(pattern=r"^/", description="Absolute folder on the node.")
+    Only under the prefixes the cluster admin allows (operator setting; none by default), and not in
+    namespaces that enforce the Pod Security Standards' restricted profile, which forbids hostPath.
+    """
+
+    path: str = Field(
+        pattern=r"^/",
+        description="Absolute, normalised folder on the node, under a prefix the cluster admin allows.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _normalised(cls, value: str) -> str:
+        # What the operator compares with the allowed prefixes must be what the node mounts: no '.',
+        # '..', '//' or trailing '/' a prefix check could be fooled by, and never the node's root.
+        if not normalised_folder(value):
+            raise ValueError(
+                "must be a normalised absolute folder other than '/' (no '.', '..', '//' or trailing '/')"
+            )
+        return value
 
 
 class ModelSource(_Schema):
@@ -255,6 +281,16 @@ class InferenceModelSpec(_Schema):
         clash = sorted(RESERVED_ENGINE_ARGS & value.keys())
         if clash:
             raise ValueError(f"set {', '.join(clash)} through the spec's own fields, not engineArgs")
+        refused = refused_engine_args(value)
+        if refused:
+            raise ValueError(f"{'; '.join(refused)}: engine arguments that load code are not allowed")
+        for arg in sorted(PATH_ENGINE_ARGS.keys() & value.keys()):
+            raw = value[arg]
+            # The runtime resolves these under /models and refuses what leaves its roots; say so here.
+            if isinstance(raw, str) and raw not in PATH_ENGINE_ARGS[arg]:
+                _no_parent_segments(raw, f"engineArgs.{arg}")
+                if raw.startswith("/"):
+                    raise ValueError(f"engineArgs.{arg} must be a path relative to /models")
         return value
 
     @field_validator("env")
@@ -263,6 +299,10 @@ class InferenceModelSpec(_Schema):
         clash = sorted(RESERVED_ENV & {var.name for var in value})
         if clash:
             raise ValueError(f"{', '.join(clash)} are set by the operator and cannot be overridden")
+        for var in value:
+            why = refused_in_spec_env(var.name)
+            if why:
+                raise ValueError(f"{var.name} may not be set: {why}")
         return value
 
     @field_validator("resources")

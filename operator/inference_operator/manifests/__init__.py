@@ -17,10 +17,15 @@ from inference_operator.settings import OperatorSettings
 __all__ = ["Model", "configmap", "deployment", "desired", "service", "servicemonitor"]
 
 
-def desired(model: Model, settings: OperatorSettings, *, monitoring_available: bool) -> list[dict[str, Any]]:
-    """Every object the model needs, in apply order (config before the pods that read it)."""
+def desired(
+    model: Model, settings: OperatorSettings, *, monitoring_available: bool, serving: bool = True
+) -> list[dict[str, Any]]:
+    """Every object the model needs, in apply order (config before the pods that read it).
+
+    ``serving``: whether any replica of the model is available now (it decides how pods are replaced).
+    """
     config = configmap(model)
-    objects = [config, deployment(model, settings, config), service(model)]
+    objects = [config, deployment(model, settings, config, serving=serving), service(model)]
     if model.spec.monitoring.enabled and monitoring_available:
         objects.append(servicemonitor(model))
     return objects

@@ -11,7 +11,13 @@ from typing import Any
 
 from inference_operator.manifests.common import Model, content_hash, metadata
 from inference_operator.manifests.configmap import CONFIG_KEY
-from inference_operator.names import CONFIG_HASH_ANNOTATION, HTTP_PORT, PORT_NAME, child_labels, selector_labels
+from inference_operator.names import (
+    CONFIG_HASH_ANNOTATION,
+    HTTP_PORT,
+    PORT_NAME,
+    child_labels,
+    selector_labels,
+)
 from inference_operator.settings import OperatorSettings
 
 CONTAINER = "runtime"
@@ -19,12 +25,23 @@ CONFIG_PATH = "/etc/inference/model_config.json"
 MODELS_DIR = "/models"
 API_KEYS_DIR = "/etc/inference/api-keys"
 API_KEYS_FILE = f"{API_KEYS_DIR}/keys"
+# torch's and vLLM's compile caches (Dockerfile.runtime points TORCHINDUCTOR_CACHE_DIR and VLLM_CACHE_ROOT
+# below it): an emptyDir outlives container restarts, so a restarted runtime does not compile again.
+CACHE_DIR = "/var/cache/inference"
+TERMINATION_LOG = "/dev/termination-log"
+PRE_STOP_SECONDS = 5
+CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 RUNTIME_UID = 10001  # the user Dockerfile.runtime creates (owns /models and its home)
 STARTUP_PERIOD_SECONDS = 10
 
 
-def deployment(model: Model, settings: OperatorSettings, config: dict[str, Any]) -> dict[str, Any]:
-    """The Deployment; ``config`` is the built ConfigMap, whose hash in the pod template rolls pods."""
+def deployment(
+    model: Model, settings: OperatorSettings, config: dict[str, Any], *, serving: bool = True
+) -> dict[str, Any]:
+    """The Deployment; ``config`` is the built ConfigMap, whose hash in the pod template rolls pods.
+
+    ``serving``: whether any replica is available now (see ``_strategy``).
+    """
     spec = model.spec
     pod_labels = child_labels(model.name)
     return {
@@ -34,7 +51,7 @@ def deployment(model: Model, settings: OperatorSettings, config: dict[str, Any])
         "spec": {
             "replicas": spec.replicas,
             "selector": {"matchLabels": selector_labels(model.name)},
-            "strategy": _strategy(model),
+            "strategy": _strategy(model, serving=serving),
             "template": {
                 "metadata": {
                     "labels": pod_labels,
@@ -49,10 +66,18 @@ def deployment(model: Model, settings: OperatorSettings, config: dict[str, Any])
     }
 
 
-def _strategy(model: Model) -> dict[str, Any]:
-    """Without GPUs, surge a new pod before stopping an old one (no downtime). GPU nodes rarely have a
-    spare GPU set for a surge pod, which would then stay Pending forever: replace in place instead."""
-    if model.spec.gpus:
+def _strategy(model: Model, *, serving: bool) -> dict[str, Any]:
+    """How pods are replaced.
+
+    While no replica is available there is no traffic to protect, and a crash-looping or pending pod may
+    hold the very CPU or GPUs its replacement needs: replace every pod at once, so a broken model can
+    always be fixed by editing its spec. While replicas serve and there are no GPUs, surge a new pod
+    before stopping an old one (no downtime). GPU nodes rarely have a spare GPU set for a surge pod,
+    which would then stay Pending forever: replace in place instead.
+    """
+    if not serving:
+        rolling: dict[str, Any] = {"maxSurge": 0, "maxUnavailable": "100%"}
+    elif model.spec.gpus:
         rolling = {"maxSurge": 0, "maxUnavailable": 1}
     else:
         rolling = {"maxSurge": 1, "maxUnavailable": 0}
@@ -72,6 +97,10 @@ def runtime_args(model: Model) -> list[str]:
         str(HTTP_PORT),
         "--tensor-parallel-size",
         str(model.spec.tensor_parallel_size),
+        # A fatal start-up error's one line becomes the container's termination message, which the
+        # operator shows in the Degraded condition.
+        "--termination-log",
+        TERMINATION_LOG,
     ]
 
 
@@ -79,8 +108,14 @@ def _env(model: Model) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "MODEL_ROOT", "value": MODELS_DIR}]
     if model.spec.api_key_secret:
         env.append({"name": "API_KEYS_FILE", "value": API_KEYS_FILE})
-    env += [var.model_dump(by_alias=True, exclude_none=True) for var in model.spec.env]
-    return env
+    own = [var.model_dump(by_alias=True, exclude_none=True) for var in model.spec.env]
+    if not model.spec.gpus and not any(var["name"] == CPU_BIND_ENV for var in own):
+        # vLLM's CPU build pins its worker threads to fixed core ids ("auto": the last cores but one),
+        # the same ids in every pod, although a pod does not own cores unless the kubelet's static CPU
+        # manager gives it some: on a shared node two pods fought over one core while another idled.
+        # Let the kernel schedule within the pod's CPU quota; spec.env may set "auto" back.
+        env.append({"name": CPU_BIND_ENV, "value": "nobind"})
+    return env + own
 
 
 def _resources(model: Model) -> dict[str, Any]:
@@ -140,10 +175,13 @@ def _volumes_and_mounts(model: Model) -> tuple[list[dict[str, Any]], list[dict[s
             }
         )
         mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
-    if model.spec.tensor_parallel_size > 1:
-        # Tensor-parallel workers exchange tensors through shared memory; the container default is 64 MiB.
-        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
-        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    # vLLM's engine and its workers are separate processes exchanging tensors through shared memory,
+    # on CPU always (its multiprocess executor) and with tensor parallelism on GPUs; the container
+    # runtime's default /dev/shm is 64 MiB. Memory-backed: it counts against the memory limit.
+    volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    volumes.append({"name": "cache", "emptyDir": {}})
+    mounts.append({"name": "cache", "mountPath": CACHE_DIR})
     return volumes, mounts
 
 
@@ -157,6 +195,12 @@ def _container(model: Model, settings: OperatorSettings, mounts: list[dict[str, 
         "ports": [{"name": PORT_NAME, "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "env": _env(model),
         "volumeMounts": mounts,
+        # Endpoints controllers and kube-proxy take a moment to stop sending a deleted pod new connections,
+        # and the runtime refuses new requests from SIGTERM on: wait that moment before the drain starts.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SECONDS)]}}},
+        "terminationMessagePath": TERMINATION_LOG,
+        # A crash before the runtime wrote its message (an import error, a kill) still tells the reason.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         # Loading weights can take many minutes: the startup probe holds the other probes off until
         # /ready answers, for at most startupTimeoutSeconds.
         "startupProbe": _probe(

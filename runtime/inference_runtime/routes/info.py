@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from inference_runtime import __version__
 from inference_runtime.deps import StateDep, require_key
-from inference_runtime.engine import VLLM_VERSION, EngineDead
+from inference_runtime.engine_api import EngineDead, engine_version
 from inference_runtime.errors import ShuttingDown, Unavailable
 
 router = APIRouter(tags=["info"])
@@ -37,7 +37,7 @@ async def ready(state: StateDep) -> Response:
 
 @router.get("/version", summary="Versions of this runtime and of vLLM.", dependencies=[Depends(require_key)])
 async def version() -> Response:
-    return JSONResponse({"version": __version__, "vllm_version": VLLM_VERSION})
+    return JSONResponse({"version": __version__, "vllm_version": engine_version()})
 
 
 @router.get(

@@ -23,7 +23,13 @@ from pydantic import BaseModel, ValidationError
 
 from inference_runtime.auth import KeyRing
 from inference_runtime.config import ResolvedModel
-from inference_runtime.engine import Engine, EngineDead, EngineRequestError
+from inference_runtime.engine_api import (
+    EngineClient,
+    EngineDead,
+    EngineRequestError,
+    Tokenizer,
+    ToolParserFactory,
+)
 from inference_runtime.errors import (
     APIError,
     ClientDisconnected,
@@ -42,6 +48,8 @@ from inference_runtime.metrics import Metrics
 from inference_runtime.observe import RequestRecord
 from inference_runtime.serving.admission import Admission
 from inference_runtime.settings import Limits
+from inference_runtime.tools.plan import ToolPlan, ToolResult, plan_tools
+from inference_runtime.tools.protocol import ToolFields
 
 logger = logging.getLogger(__name__)
 JSON = "application/json"
@@ -52,13 +60,14 @@ TOKENIZE_IN_THREAD_CHARS = 8192  # below this, a thread hop costs more than enco
 class ServingContext:
     """What a serving class needs, built once when the engine is up."""
 
-    engine: Engine
+    engine: EngineClient
     model: ResolvedModel
     limits: Limits
     admission: Admission
     keys: KeyRing = field(default_factory=KeyRing)
     metrics: Metrics | None = None
     log_content: bool = False
+    tool_parser: ToolParserFactory | None = None  # the model config's tool_call_parser, for "auto"
 
 
 @dataclass(slots=True)
@@ -91,6 +100,7 @@ class StreamState:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     begun: set[int] = field(default_factory=set)
+    held: dict[int, list[str]] = field(default_factory=dict)  # text held back for tool extraction
 
 
 class BaseServingEngine:
@@ -118,7 +128,7 @@ class BaseServingEngine:
         try:
             return self.request_model.model_validate_json(body)
         except ValidationError as exc:
-            message, param = _validation_message(exc)
+            message, param = validation_message(exc)
             raise InvalidRequest(message, param=param) from None
 
     def validate_request(self, request: Any) -> None:
@@ -184,6 +194,45 @@ class BaseServingEngine:
         options = getattr(request, "stream_options", None)
         return bool(options and options.include_usage)
 
+    def tool_plan(self, request: Any) -> ToolPlan | None:
+        """How the request uses tools; None when it offers none.
+
+        A request model that mixes in :class:`~inference_runtime.tools.protocol.ToolFields` gets tool
+        calling from the request path: its fields are checked (400 naming the field) before the prompt
+        is made, forced choices are decoded under the tools' schema, and ``tool_result`` /
+        ``held_tool_result`` give each choice's calls. The protocol only passes
+        ``tool_plan(request).template_tools`` to ``render_messages`` and renders the calls in its format.
+        The plan is made once per request.
+        """
+        if not isinstance(request, ToolFields):
+            return None
+        if not request.tool_plan_made:
+            request.remember_tool_plan(plan_tools(request, self.ctx.tool_parser))
+        return request.remembered_tool_plan
+
+    def tool_result(self, request: Any, choice: ChoiceOutput) -> ToolResult | None:
+        """The calls in a finished choice; None when the request's output is not parsed for calls."""
+        plan = self.tool_plan(request)
+        if plan is None or not plan.extracts:
+            return None
+        return plan.finish(choice.text, choice.finish_reason)
+
+    def held_tool_result(self, request: Any, choice: ChoiceOutput, state: StreamState) -> ToolResult | None:
+        """Streaming under a plan that extracts calls: holds the choice's text back and returns the
+        extracted result once the choice finishes (None before). Only for ``tool_plan(request).extracts``."""
+        plan = self.tool_plan(request)
+        assert plan is not None
+        state.held.setdefault(choice.index, []).append(choice.text)
+        if choice.finish_reason is None:
+            return None
+        return plan.finish("".join(state.held.pop(choice.index)), choice.finish_reason)
+
+    def response_headers(self, request: Any) -> dict[str, str]:
+        """Headers of a successful response. ``X-Tool-Choice: text-only`` says that tool_choice "auto"
+        was answered as text because the model config names no ``tool_call_parser``."""
+        plan = self.tool_plan(request)
+        return {"X-Tool-Choice": "text-only"} if plan is not None and plan.text_only else {}
+
     def create_response(self, request: Any, result: Completion) -> dict[str, Any]:
         """The non-streaming response body."""
         raise NotImplementedError
@@ -196,8 +245,13 @@ class BaseServingEngine:
         """The last event before ``[DONE]`` when the client asked for usage; None for none."""
         return None
 
-    def create_error_response(self, error: APIError) -> Response:
-        """Render an error in this protocol's format (the OpenAI envelope by default)."""
+    @classmethod
+    def create_error_response(cls, error: APIError) -> Response:
+        """Render an error in this protocol's format (the OpenAI envelope by default).
+
+        A classmethod: the server renders errors of a protocol's routes before the engine is up too
+        (401, "loading"), when no instance exists yet.
+        """
         return Response(
             orjson.dumps(openai_error_body(error)),
             status_code=error.status,
@@ -217,19 +271,16 @@ class BaseServingEngine:
             return PromptInput(token_ids=list(ids), text=prompt)
         return PromptInput(token_ids=list(prompt))
 
-    def render_messages(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        """Apply the configured chat template (or the model's own) to role/content messages."""
-        try:
-            return self.engine.tokenizer.apply_chat_template(
-                messages,
-                tokenize=False,
-                add_generation_prompt=add_generation_prompt,
-                chat_template=self.ctx.model.chat_template,
-            )
-        except Exception as exc:
-            raise InvalidRequest(
-                f"The messages cannot be rendered with the chat template: {exc}"[:500], param="messages"
-            ) from None
+    def render_messages(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """Apply the configured chat template (or the model's own) to messages, with ``tools=``."""
+        return render_chat(
+            self.engine.tokenizer, self.ctx.model.chat_template, messages, add_generation_prompt, tools
+        )
 
     def envelope(self, obj: str, of: Completion | StreamState, **fields: Any) -> dict[str, Any]:
         """What every response and stream event starts with, in OpenAI's order, then ``fields``."""
@@ -267,13 +318,17 @@ class BaseServingEngine:
             admitted = True
             if self.ctx.metrics is not None:
                 self.ctx.metrics.in_flight.labels(self.model_name, self.protocol).inc()
-            body = await _read_body(raw_request, self.ctx.limits.max_body_bytes)
+            body = await read_body(raw_request, self.ctx.limits.max_body_bytes)
             request = self.parse_request(body)
             self.validate_request(request)
+            plan = self.tool_plan(request)
             prompts = await self.create_prompts(request, raw_request)
             for prompt in prompts:
                 self.check_length(prompt)
             specs = [self.sampling_params(request, len(p.token_ids)) for p in prompts]
+            if plan is not None:
+                for spec in specs:
+                    plan.constrain(spec)
             record.prompt_tokens = sum(len(p.token_ids) for p in prompts)
             if self.ctx.log_content:
                 logger.info("request_id=%s prompt=%r", request_id, [p.text for p in prompts])
@@ -286,11 +341,16 @@ class BaseServingEngine:
                     events,
                     on_close=lambda: self._finish(record, admitted=True),
                     admission=self.ctx.admission,
+                    headers=self.response_headers(request),
                 )
             result = await self._complete(request, prompts, specs, response_id, record, raw_request)
             if self.ctx.log_content:
                 logger.info("request_id=%s completion=%r", request_id, [c.text for c in result.choices])
-            return Response(orjson.dumps(self.create_response(request, result)), media_type=JSON)
+            return Response(
+                orjson.dumps(self.create_response(request, result)),
+                media_type=JSON,
+                headers=self.response_headers(request),
+            )
         except Exception as exc:
             streaming = False
             error = self._to_api_error(exc, request_id)
@@ -446,11 +506,18 @@ class _GuardedStream(StreamingResponse):
     """A streaming response that always closes its body iterator and runs ``on_close`` when done,
     also when the client disconnects before or during the stream (which aborts the engine work)."""
 
-    def __init__(self, content: AsyncIterator[bytes], *, on_close: Any, admission: Admission) -> None:
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        on_close: Any,
+        admission: Admission,
+        headers: dict[str, str],
+    ) -> None:
         super().__init__(
             content,
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
         )
         self._on_close = on_close
         self._admission = admission
@@ -521,7 +588,34 @@ async def _merge(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _read_body(raw_request: Request, limit: int) -> bytes:
+def render_chat(
+    tokenizer: Tokenizer,
+    chat_template: str | None,
+    messages: list[dict[str, Any]],
+    add_generation_prompt: bool,
+    tools: list[dict[str, Any]] | None,
+    *,
+    continue_final_message: bool = False,
+) -> str:
+    """Messages through a chat template (``chat_template``, or the tokenizer's own when None)."""
+    extra: dict[str, Any] = {"tools": tools} if tools else {}
+    if continue_final_message:
+        extra["continue_final_message"] = True
+    try:
+        return tokenizer.apply_chat_template(
+            messages,
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            chat_template=chat_template,
+            **extra,
+        )
+    except Exception as exc:
+        raise InvalidRequest(
+            f"The messages cannot be rendered with the chat template: {exc}"[:500], param="messages"
+        ) from None
+
+
+async def read_body(raw_request: Request, limit: int) -> bytes:
     declared = raw_request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
@@ -543,7 +637,7 @@ async def _wait_disconnect(raw_request: Request) -> None:
             return
 
 
-def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
+def validation_message(exc: ValidationError) -> tuple[str, str | None]:
     err = exc.errors(include_url=False, include_input=False)[0]
     loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
     param = ".".join(loc) or None

@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inference_runtime.serving.fields import OpenAIBaseModel, SamplingFields
+from inference_runtime.tools.messages import check_tool_results, template_tool_calls
+from inference_runtime.tools.protocol import ToolCall, ToolFields
 
 
 class TextPart(BaseModel):
@@ -20,6 +22,8 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = Field(None, max_length=256)
+    tool_calls: list[ToolCall] | None = Field(None, description="assistant messages: the calls it made")
+    tool_call_id: str | None = Field(None, max_length=256, description="tool messages: the call answered")
 
     def text(self) -> str:
         if self.content is None:
@@ -27,6 +31,22 @@ class ChatMessage(BaseModel):
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
+
+    def for_template(self) -> dict[str, Any]:
+        """The message as chat templates take it (content always a string, calls with their ids)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.text()}
+        if self.tool_calls:
+            out["tool_calls"] = template_tool_calls(self.tool_calls)
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """Messages for the chat template; a tool result answering no earlier call is a 400."""
+    out = [m.for_template() for m in messages]
+    check_tool_results(out)
+    return out
 
 
 class JSONSchemaFormat(BaseModel):
@@ -48,7 +68,16 @@ class ResponseFormat(BaseModel):
         return self
 
 
-class ChatCompletionRequest(OpenAIBaseModel, SamplingFields):
+class StructuredOutputs(BaseModel):
+    """vLLM's ``structured_outputs`` extra (the JSON-schema part). ``disable_any_whitespace`` is honoured
+    per request here (vLLM's server reads it only from its engine flags)."""
+
+    model_config = ConfigDict(extra="forbid")
+    json_: dict[str, Any] = Field(..., alias="json")
+    disable_any_whitespace: bool = False
+
+
+class ChatCompletionRequest(OpenAIBaseModel, SamplingFields, ToolFields):
     model: str
     messages: list[ChatMessage] = Field(..., min_length=1)
     n: int = Field(1, ge=1)
@@ -61,3 +90,4 @@ class ChatCompletionRequest(OpenAIBaseModel, SamplingFields):
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
     add_generation_prompt: bool = True
+    structured_outputs: StructuredOutputs | None = None

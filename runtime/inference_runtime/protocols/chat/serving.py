@@ -8,9 +8,11 @@ from fastapi import Request
 
 from inference_runtime.errors import InvalidRequest
 from inference_runtime.generation import GenerationChunk, SamplingSpec
-from inference_runtime.protocols.chat.protocol import ChatCompletionRequest
+from inference_runtime.protocols.chat.protocol import ChatCompletionRequest, template_messages
 from inference_runtime.serving.base import BaseServingEngine, Completion, StreamState
 from inference_runtime.serving.logprobs import chat_logprobs
+from inference_runtime.tools.plan import ToolResult
+from inference_runtime.tools.stream import tool_call_deltas
 
 
 class OpenAIServingChat(BaseServingEngine):
@@ -31,8 +33,12 @@ class OpenAIServingChat(BaseServingEngine):
             raise InvalidRequest("top_logprobs requires logprobs to be true.", param="top_logprobs")
 
     async def create_prompt(self, request: ChatCompletionRequest, raw_request: Request) -> str:
-        messages = [{"role": m.role, "content": m.text()} for m in request.messages]
-        return self.render_messages(messages, request.add_generation_prompt)
+        plan = self.tool_plan(request)
+        return self.render_messages(
+            template_messages(request.messages),
+            request.add_generation_prompt,
+            tools=plan.template_tools if plan is not None else None,
+        )
 
     def requested_max_tokens(self, request: ChatCompletionRequest) -> int | None:
         return request.max_completion_tokens or request.max_tokens
@@ -48,19 +54,30 @@ class OpenAIServingChat(BaseServingEngine):
             spec.json_object = True
         elif fmt is not None and fmt.type == "json_schema" and fmt.json_schema is not None:
             spec.json_schema = fmt.json_schema.schema_
+        if request.structured_outputs is not None:
+            spec.json_object, spec.json_schema = False, request.structured_outputs.json_
+            spec.compact_json = request.structured_outputs.disable_any_whitespace
         return spec
 
     def create_response(self, request: ChatCompletionRequest, result: Completion) -> dict[str, Any]:
         top = request.top_logprobs or 0
-        choices = [
-            {
-                "index": c.index,
-                "message": {"role": self.ctx.model.config.response_role, "content": c.text},
-                "logprobs": chat_logprobs(c.logprobs, top) if request.logprobs else None,
-                "finish_reason": c.finish_reason,
-            }
-            for c in result.choices
-        ]
+        choices = []
+        for c in result.choices:
+            message: dict[str, Any] = {"role": self.ctx.model.config.response_role, "content": c.text}
+            finish_reason = c.finish_reason
+            tools = self.tool_result(request, c)
+            if tools is not None:
+                message["content"], finish_reason = tools.content, tools.finish_reason
+                if tools.calls:
+                    message["tool_calls"] = [call.model_dump() for call in tools.calls]
+            choices.append(
+                {
+                    "index": c.index,
+                    "message": message,
+                    "logprobs": chat_logprobs(c.logprobs, top) if request.logprobs else None,
+                    "finish_reason": finish_reason,
+                }
+            )
         return self.envelope(
             "chat.completion",
             result,
@@ -73,7 +90,13 @@ class OpenAIServingChat(BaseServingEngine):
     ) -> list[dict[str, Any]]:
         events = []
         top = request.top_logprobs or 0
+        plan = self.tool_plan(request)
         for c in chunk.choices:
+            if plan is not None and plan.extracts:
+                result = self.held_tool_result(request, c, state)
+                if result is not None:
+                    events.extend(self._tool_events(c.index, result, state))
+                continue
             delta: dict[str, Any] = {"content": c.text}
             if c.index not in state.begun:  # the first chunk of a choice names the role
                 state.begun.add(c.index)
@@ -88,6 +111,25 @@ class OpenAIServingChat(BaseServingEngine):
                 choice["logprobs"] = chat_logprobs(c.logprobs, top)
             events.append(self.envelope("chat.completion.chunk", state, choices=[choice]))
         return events
+
+    def _tool_events(self, index: int, result: ToolResult, state: StreamState) -> list[dict[str, Any]]:
+        """A finished choice's held text as deltas: the role, content, calls, then the finish reason."""
+        deltas = [{"role": self.ctx.model.config.response_role}, *tool_call_deltas(result), {}]
+        return [
+            self.envelope(
+                "chat.completion.chunk",
+                state,
+                choices=[
+                    {
+                        "index": index,
+                        "delta": delta,
+                        "logprobs": None,
+                        "finish_reason": result.finish_reason if last else None,
+                    }
+                ],
+            )
+            for last, delta in ((i == len(deltas) - 1, d) for i, d in enumerate(deltas))
+        ]
 
     def stream_usage(self, request: ChatCompletionRequest, state: StreamState) -> dict[str, Any]:
         return self.envelope(
