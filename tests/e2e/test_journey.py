@@ -18,7 +18,9 @@ from fixtures.helpers import wait_for
 from fixtures.node import EXAMPLE, MODEL, OPERATOR_NAMESPACE, READY_TIMEOUT, Node
 
 pytestmark = pytest.mark.e2e
-QUESTION = "What is the capital of France? Answer in one word."
+# A clear margin over the next token ("The" -0.63 vs "Paris" -2.0), both on the way to Paris; the one-word
+# variant is a near tie that kernel choice flips between pods.
+QUESTION = "What is the capital of France? Answer in one sentence."
 
 
 def test_the_example_model_answers_through_its_service(release: Node) -> None:
