@@ -239,6 +239,10 @@ def test_runtime_reports_fatal_errors_as_its_termination_message() -> None:
     assert runtime["args"][runtime["args"].index("--termination-log") + 1] == path
     assert runtime["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert mounts_of(dep)["/var/cache/inference"]["name"] == "cache"  # compile caches survive restarts
+    # The drain ends before the kubelet's SIGKILL: preStop wait + drain < the pod's grace period.
+    drain = float(runtime["args"][runtime["args"].index("--shutdown-grace") + 1])
+    pre_stop = int(runtime["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert pre_stop + drain < dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
 
 
 def test_cpu_pods_do_not_pin_vllm_to_fixed_cores_unless_asked() -> None:

@@ -30,6 +30,10 @@ API_KEYS_FILE = f"{API_KEYS_DIR}/keys"
 CACHE_DIR = "/var/cache/inference"
 TERMINATION_LOG = "/dev/termination-log"
 PRE_STOP_SECONDS = 5
+TERMINATION_GRACE_SECONDS = 60
+# The runtime's own drain: what is left of the pod's grace after the preStop wait, less a margin for the
+# engine's shutdown, so streams finish rather than being cut by the kubelet's SIGKILL.
+DRAIN_SECONDS = TERMINATION_GRACE_SECONDS - PRE_STOP_SECONDS - 5
 CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 RUNTIME_UID = 10001  # the user Dockerfile.runtime creates (owns /models and its home)
 STARTUP_PERIOD_SECONDS = 10
@@ -101,6 +105,8 @@ def runtime_args(model: Model) -> list[str]:
         # operator shows in the Degraded condition.
         "--termination-log",
         TERMINATION_LOG,
+        "--shutdown-grace",
+        str(DRAIN_SECONDS),
     ]
 
 
@@ -234,7 +240,7 @@ def _pod_spec(model: Model, settings: OperatorSettings) -> dict[str, Any]:
         # The runtime never talks to the Kubernetes API, and service env vars only clutter its environment.
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 60,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUNTIME_UID,
