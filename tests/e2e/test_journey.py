@@ -122,7 +122,7 @@ def test_scale_out_serves_from_both_and_scale_in_drains(release: Node) -> None:
             what="streams",
         )
     release.kubectl("scale", "inferencemodels.inference.vif.dev", MODEL, "--replicas", "1")
-    results = [json.loads(s.communicate(timeout=300)[0].strip().splitlines()[-1]) for s in streams]
+    results = [release.result(s, 300) for s in streams]
     for result in results:
         assert result["error"] is None and result["done"], result
         assert result["completion_tokens"] == 200, result
@@ -208,7 +208,7 @@ def test_liveness_holds_under_a_saturating_load(release: Node) -> None:
     try:
         probes = release.netns("probe", pod_url(pod), "30")
     finally:
-        results = [json.loads(s.communicate(timeout=600)[0].strip().splitlines()[-1]) for s in load]
+        results = [release.result(s, 600) for s in load]
     assert all(r["error"] is None for r in results), results
     # The kubelet's probes time out after 5 s; the probe endpoints must answer well inside it.
     assert probes["failures"] == [] and probes["worst_seconds"] < 5, probes
