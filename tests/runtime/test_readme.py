@@ -103,7 +103,9 @@ def test_readme_curl_command(shipped: RunningServer, example: Example) -> None:
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     response = json.loads(done.stdout)
-    assert "error" not in response and response["usage"]["completion_tokens"] >= 1, response
+    assert "error" not in response, response
+    if "usage" in response or "choices" in response:  # a generation (the tokenizer routes have no usage)
+        assert response["usage"]["completion_tokens"] >= 1, response
     if example.shown is not None:
         assert answer(response) == answer(example.shown), (response, example.shown)
         assert response["object"] == example.shown["object"]
