@@ -36,6 +36,15 @@ def registered() -> dict[str, str]:
     return table
 
 
+def import_target(target: str, what: str) -> object:
+    """Import the ``module:attribute`` an entry point registered; a ConfigError naming ``what`` if not."""
+    module_name, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{what} is registered but cannot be loaded: {exc}") from exc
+
+
 def load_serving_class(name: str) -> type[BaseServingEngine]:
     """Import the class registered as ``name``; a clear ConfigError otherwise."""
     table = registered()
@@ -44,11 +53,7 @@ def load_serving_class(name: str) -> type[BaseServingEngine]:
             f"class_name '{name[:100]}' is not a registered serving class; "
             f"registered: {', '.join(sorted(table))}"
         )
-    module_name, _, attr = table[name].partition(":")
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"serving class '{name}' is registered but cannot be loaded: {exc}") from exc
+    obj = import_target(table[name], f"serving class '{name}'")
     if not (isinstance(obj, type) and issubclass(obj, BaseServingEngine)):
         raise ConfigError(f"serving class '{name}' does not derive from BaseServingEngine")
     return obj

@@ -9,13 +9,13 @@ parser's name cannot be taken over by a plugin.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from importlib.metadata import entry_points
 from typing import Any
 
 from inference_runtime.config import ConfigError
 from inference_runtime.engine_api import EngineClient, ToolCallParser, ToolParserFactory
+from inference_runtime.serving.registry import import_target
 
 logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "inference_runtime.tool_parsers"
@@ -45,11 +45,7 @@ def load_tool_parser(name: str, engine: EngineClient) -> ToolParserFactory:
         raise ConfigError(
             f"{where} is neither a parser of the engine nor a registered plugin (plugins: {plugins})"
         )
-    module_name, _, attr = table[name].partition(":")
-    try:
-        make = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"{where} is registered but cannot be loaded: {exc}") from exc
+    make = import_target(table[name], where)
     if not callable(make):
         raise ConfigError(f"{where} is registered as {table[name]}, which is not callable")
     tokenizer = engine.tokenizer
