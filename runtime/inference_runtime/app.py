@@ -31,7 +31,6 @@ from inference_runtime.tools.registry import load_tool_parser
 
 logger = logging.getLogger(__name__)
 EngineFactory = Callable[[EngineOptions], Awaitable[EngineClient]]
-ENGINE_WATCH_SECONDS = 0.5
 
 
 async def start_vllm(options: EngineOptions) -> EngineClient:
@@ -120,8 +119,7 @@ def create_app(
 
     async def watch_engine(engine: EngineClient) -> None:
         """Notice the engine's death even when no request is running, say so once, then exit."""
-        while not engine.dead:
-            await asyncio.sleep(ENGINE_WATCH_SECONDS)
+        await engine.wait_dead()
         if state.admission.stopping:
             return  # the engine is being stopped with the server
         grace = settings.engine_death_exit

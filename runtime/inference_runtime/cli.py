@@ -28,6 +28,7 @@ from inference_runtime.state import RuntimeState
 
 logger = logging.getLogger("inference_runtime")
 OPENAI_CLASSES = ("OpenAIServingChat", "OpenAIServingCompletion")
+CUT_FLUSH_SECONDS = 5.0  # after the grace period, how long cut requests get to send their last bytes
 
 
 def serving_classes(model: ResolvedModel) -> list[type[BaseServingEngine]]:
@@ -104,9 +105,17 @@ class DrainingServer(uvicorn.Server):
         deadline = asyncio.get_running_loop().time() + self.grace
         while admission.active > 0 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
+        admission.stopping = True
         if admission.active:
             logger.warning("grace period over with %d request(s) in flight; stopping", admission.active)
-        admission.stopping = True
+            # Cut them here, while the app still runs, and let each write its last words (a 503, or a
+            # stream's error event): uvicorn would cancel them too, but stop the app at once after, and
+            # on a loaded machine the process exited before those bytes left.
+            for task in self.server_state.tasks:
+                task.cancel()
+            deadline = asyncio.get_running_loop().time() + CUT_FLUSH_SECONDS
+            while admission.active > 0 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
         self.should_exit = True
 
     def fatal(self) -> None:

@@ -50,6 +50,8 @@ from vllm.v1.metrics.loggers import PrometheusStatLogger
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+DEATH_POLL_SECONDS = 0.5  # how often wait_dead() looks at vLLM's engine-dead flag
+
 VLLM_VERSION: str = vllm.__version__
 
 
@@ -61,6 +63,9 @@ class Engine:
         self._rpc_dir = rpc_dir
         self.tokenizer = llm.get_tokenizer()
         self.max_model_len: int = llm.model_config.max_model_len
+        # Request tasks suspended in vLLM right now, and whether wait_dead() cancelled them.
+        self._waiting: set[asyncio.Task[Any]] = set()
+        self._failed_by_death = False
 
     @classmethod
     async def start(cls, options: EngineOptions) -> Engine:
@@ -99,6 +104,20 @@ class Engine:
     def dead(self) -> bool:
         return self._llm.errored
 
+    async def wait_dead(self) -> None:
+        """Return once the engine died, after ending every request still waiting on it.
+
+        vLLM fails the requests it tracks when its engine process dies, but a request caught on its way
+        in at that moment (past the dead check, before the engine core answers) waits forever: CI saw a
+        completion hang after the engine was killed. Cancelling the tasks suspended in vLLM ends each
+        of them with :class:`EngineDead` (see :meth:`generate`), wherever vLLM left them.
+        """
+        while not self.dead:
+            await asyncio.sleep(DEATH_POLL_SECONDS)
+        self._failed_by_death = True
+        for task in list(self._waiting):
+            task.cancel()
+
     async def check_health(self) -> None:
         try:
             await self._llm.check_health()
@@ -124,17 +143,36 @@ class Engine:
         params = _sampling_params(spec, stream)
         prompt = TokensPrompt(prompt_token_ids=prompt_token_ids)
         want_logprobs = spec.logprobs is not None
+        outputs = self._llm.generate(prompt, params, request_id)
+        task = asyncio.current_task()
+        assert task is not None
         try:
-            async for out in self._llm.generate(prompt, params, request_id):
+            while True:
+                # Only while the task waits on vLLM may wait_dead() cancel it: elsewhere (writing a
+                # chunk to the client) a cancellation would land in code that cannot answer 503.
+                self._waiting.add(task)
+                try:
+                    out = await anext(outputs)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    self._waiting.discard(task)
                 yield GenerationChunk(
                     choices=[_choice(o, want_logprobs) for o in out.outputs],
                     prompt_tokens=len(out.prompt_token_ids or prompt_token_ids),
                     finished=out.finished,
                 )
+        except asyncio.CancelledError:
+            if not self._failed_by_death:
+                raise  # client gone or timed out: vLLM aborted the request on the way out
+            task.uncancel()  # this cancellation was ours, and it ends here as EngineDead
+            raise EngineDead("engine is dead") from None
         except EngineDeadError as exc:
             raise EngineDead("engine is dead") from exc
         except VLLMClientError as exc:
             raise EngineRequestError(str(exc)) from exc
+        finally:
+            await outputs.aclose()
 
 
 def vllm_tool_parser(name: str, tokenizer: Any) -> ToolParserFactory | None:

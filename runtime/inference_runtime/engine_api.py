@@ -83,6 +83,10 @@ class EngineClient(Protocol):
         """True once the engine can no longer generate."""
         ...
 
+    async def wait_dead(self) -> None:
+        """Return once the engine died, after every request waiting on it was ended with EngineDead."""
+        ...
+
     async def check_health(self) -> None:
         """Raise :class:`EngineDead` if the engine is not alive."""
         ...

@@ -125,8 +125,21 @@ def test_engine_death_answers_503_logs_once_and_exits_1(tiny_model_path: Path, t
         server.wait_ready()
         children = engine_processes(server.proc.pid)
         assert children, "the runtime started no engine process"
-        for child in children:
-            os.kill(child.pid, signal.SIGKILL)
+        # A stream in flight when the engine dies ends with an error event, not a hang.
+        with httpx.stream(
+            "POST",
+            server.base_url + "/v1/completions",
+            json={"model": "tiny", "prompt": "hello", "max_tokens": 400, "stream": True},
+            timeout=15,
+        ) as stream:
+            lines = stream.iter_lines()
+            assert next(line for line in lines if line.startswith("data: "))
+            for child in children:
+                os.kill(child.pid, signal.SIGKILL)
+            rest = [line for line in lines if line.startswith("data: ")]
+        assert rest[-1] == "data: [DONE]", rest[-3:]
+        last_event = json.loads(rest[-2][len("data: ") :])
+        assert last_event["error"]["type"] == "service_unavailable_error", rest[-3:]
         # Until the process exits, every generating request and the liveness probe say 503.
         deadline = time.monotonic() + 25
         health = completion = None
