@@ -7,8 +7,11 @@ source "$(dirname "$0")/lib.sh"
 WHAT="${1:-all}"
 if [[ "$WHAT" == all || "$WHAT" == tiny ]] && [ ! -f "$TINY_DIR/config.json" ]; then
   log "building the tiny test model in $TINY_DIR"
-  rm -rf "$TINY_DIR"
-  "$VENV/bin/python" "$ROOT/hack/make_tiny_llama.py" "$TINY_DIR"
+  # Built aside and renamed when complete: an interrupted run must not leave a config.json that
+  # passes the test above beside missing weights.
+  rm -rf "$TINY_DIR" "$TINY_DIR.partial"
+  "$VENV/bin/python" "$ROOT/hack/make_tiny_llama.py" "$TINY_DIR.partial"
+  mv "$TINY_DIR.partial" "$TINY_DIR"
 fi
 if [[ "$WHAT" == all || "$WHAT" == smollm2 ]] && [ ! -f "$SMOLLM2_DIR/config.json" ]; then
   log "converting SmolLM2-135M-Instruct into $SMOLLM2_DIR"

@@ -17,6 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# Engine arguments the model config has first-class fields for (the runtime sets them on the engine):
+# setting them through engine_args / spec.engineArgs would silently disagree with the rest of the config.
+RESERVED_ENGINE_ARGS = frozenset(
+    {"model", "served_model_name", "max_model_len", "dtype", "tensor_parallel_size", "gpu_memory_utilization"}
+)
+
 # Values that ask for nothing: an absent option, an empty list or object, false.
 _EMPTY: tuple[Any, ...] = (None, "", [], {}, False)
 

@@ -13,13 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from inference_policy.engine import path_engine_args, refused_engine_args
+from inference_policy.engine import RESERVED_ENGINE_ARGS, path_engine_args, refused_engine_args
 
-# Keys the runtime itself sets on the engine; overriding them via engine_args would silently
-# disagree with the rest of the config.
-RESERVED_ENGINE_ARGS = frozenset(
-    {"model", "served_model_name", "max_model_len", "dtype", "tensor_parallel_size", "gpu_memory_utilization"}
-)
 MAX_CONFIG_BYTES = 1 << 20
 MAX_TEMPLATE_BYTES = 256 << 10
 

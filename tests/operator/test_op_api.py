@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from fixtures.prereq import require_module
 from inference_operator.api import v1alpha1 as api
 from inference_operator.reconciler import describe
 
@@ -67,9 +66,11 @@ def test_gpus_above_tp_and_cpu_tp_are_fine() -> None:
     assert parse({"model": {"path": "m"}, "tensorParallelSize": 2}).gpus == 0
 
 
-def test_reserved_engine_args_match_the_runtime() -> None:
-    config = require_module("inference_runtime.config", "the runtime's config module")
-    assert config.RESERVED_ENGINE_ARGS == api.RESERVED_ENGINE_ARGS
+def test_engine_args_the_spec_has_fields_for_are_refused() -> None:
+    # One list (inference_policy.engine) for both: the runtime refuses the same keys in engine_args.
+    with pytest.raises(ValidationError) as info:
+        parse({"model": {"path": "m"}, "engineArgs": {"max_model_len": 4096, "dtype": "half"}})
+    assert "set dtype, max_model_len through the spec's own fields" in describe(info.value)
 
 
 @pytest.mark.parametrize("name", ["smollm2", "a", "llama-3-8b"])

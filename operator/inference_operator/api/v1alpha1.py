@@ -14,7 +14,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from inference_policy.engine import PATH_ENGINE_ARGS, refused_engine_args, refused_in_spec_env
+from inference_policy.engine import (
+    PATH_ENGINE_ARGS,
+    RESERVED_ENGINE_ARGS,
+    refused_engine_args,
+    refused_in_spec_env,
+)
 
 GROUP = "inference.vif.dev"
 VERSION = "v1alpha1"
@@ -24,11 +29,6 @@ PLURAL = "inferencemodels"
 SINGULAR = "inferencemodel"
 SHORT_NAMES = ["vifm"]
 
-# Engine arguments the config file has first-class fields for (kept equal to the runtime's own list by a
-# test): setting them through engineArgs would silently disagree with the rest of the spec.
-RESERVED_ENGINE_ARGS = frozenset(
-    {"model", "served_model_name", "max_model_len", "dtype", "tensor_parallel_size", "gpu_memory_utilization"}
-)
 # Environment variables the operator sets in the runtime container; a spec may not override them.
 RESERVED_ENV = frozenset(
     {"MODEL_ROOT", "API_KEYS_FILE", "API_KEYS", "MODEL_CONFIG", "MODEL_NAME", "SERVICE_PORT"}
