@@ -125,7 +125,11 @@ def cache_key(source: ModelSource) -> str:
     repository or bucket with different files.
     """
     if isinstance(source, HubSource):
-        identity = {"hf": source.repo, "endpoint": _endpoint(source.endpoint), "patterns": sorted(source.patterns)}
+        identity = {
+            "hf": source.repo,
+            "endpoint": _endpoint(source.endpoint),
+            "patterns": sorted(source.patterns),
+        }
         readable = "hf-" + source.repo.replace("/", "--")
     else:
         identity = {"s3": source.bucket, "prefix": source.prefix, "endpoint": _endpoint(source.endpoint)}
