@@ -31,6 +31,7 @@ from inference_runtime.sources import DownloadError, ensure_model, is_complete
 from inference_runtime.sources.store import (
     Progress,
     RemoteFile,
+    check_space,
     confined,
     download_file,
     read_marker,
@@ -336,3 +337,22 @@ def test_s3_digests_are_taken_only_where_they_describe_the_bytes() -> None:
     assert kms.md5 is None
     with pytest.raises(DownloadError, match=r"^error: "):
         _with_digests(remote, {"ContentLength": 4})
+
+
+def test_hub_offline_mode_is_one_line_saying_what_to_set(tmp_path: Path) -> None:
+    """The runtime image sets HF_HUB_OFFLINE=1 for vLLM: a download must say how to allow it."""
+    from huggingface_hub import constants
+
+    source = parse_model_uri("hf://owner/name", hf_endpoint="http://127.0.0.1:1")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "HF_HUB_OFFLINE", True)
+        with pytest.raises(DownloadError, match=r"^error: .*set HF_HUB_OFFLINE=0"):
+            ensure_model(source, tmp_path, env={})
+    assert not is_complete(source, tmp_path)
+
+
+def test_too_little_space_is_refused_before_the_first_byte(tmp_path: Path) -> None:
+    files = [RemoteFile(name="huge.bin", size=1 << 60)]
+    with pytest.raises(DownloadError, match=r"^no space: s3://b/: needs "):
+        check_space(tmp_path, files, "s3://b/")
+    assert list(tmp_path.iterdir()) == []

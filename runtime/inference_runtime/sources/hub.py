@@ -137,8 +137,9 @@ class HubFetch:
                 UNAUTHORISED, f"{uri}: gated repository; HF_TOKEN has no access to it"
             ) from None
         except OfflineModeIsEnabled:
+            # The runtime image sets it for vLLM; whatever downloads (the download Job) sets it to 0.
             raise DownloadError(
-                UNREACHABLE, f"{uri}: HF_HUB_OFFLINE is set, so nothing is downloaded"
+                ERROR, f"{uri}: HF_HUB_OFFLINE=1 forbids Hub downloads; set HF_HUB_OFFLINE=0 to download"
             ) from None
         except httpx2.HTTPStatusError as exc:
             raise _status_error(uri, what, exc.response.status_code) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -36,6 +37,10 @@ from inference_runtime.sources.store import (
     RemoteFile,
     safe_name,
 )
+
+# Their DEBUG lines carry request headers (the access key id, signatures): never in our logs.
+for _name in ("boto3", "botocore", "s3transfer", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _NOT_FOUND = {"NoSuchBucket", "NoSuchKey", "404", "NotFound"}
