@@ -356,3 +356,14 @@ def test_too_little_space_is_refused_before_the_first_byte(tmp_path: Path) -> No
     with pytest.raises(DownloadError, match=r"^no space: s3://b/: needs "):
         check_space(tmp_path, files, "s3://b/")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_planted_cache_folder_symlink_gets_nothing_written_through_it(tmp_path: Path) -> None:
+    source = parse_model_uri("hf://owner/name", hf_endpoint="http://127.0.0.1:1")
+    root, outside = tmp_path / "models", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / cache_key(source)).symlink_to(outside)
+    with pytest.raises(DownloadError, match=r"^refused: .*symlink"):
+        ensure_model(source, root, env={})
+    assert list(outside.iterdir()) == []

@@ -55,6 +55,7 @@ def ensure_model(source: ModelSource, root: Path, env: Mapping[str, str] | None 
     if manifest is not None:
         logger.info("model %s is in the cache at revision %s", source.uri, manifest.get("revision", "?"))
         return target
+    _refuse_symlinks(root, target, source.uri)
     with folder_lock(target, source.uri):
         manifest = read_marker(target)  # another process may have finished it while we waited
         if manifest is not None:
@@ -72,14 +73,21 @@ def _download(source: ModelSource, root: Path, target: Path, env: Mapping[str, s
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DownloadError(ERROR, f"{source.uri}: cannot create the model folder: {exc.strerror}") from None
-    if not target.resolve().is_relative_to(root.resolve()) or target.is_symlink():
-        raise DownloadError(REFUSED, f"{source.uri}: the model folder is a symlink")
+    _refuse_symlinks(root, target, source.uri)
     check_space(target, files, source.uri)
     progress = Progress(source.uri, files)
     for remote in files:
         download_file(target, remote, fetch, progress, source.uri)
     write_marker(target, source.uri, fetch.revision, files)
     progress.finished(fetch.revision)
+
+
+def _refuse_symlinks(root: Path, target: Path, uri: str) -> None:
+    """The cache-key and revision folders must be real folders below ``root`` (the lock file and every
+    download go there): a planted symlink could point anywhere."""
+    for path in (target.parent, target):
+        if path.is_symlink():
+            raise DownloadError(REFUSED, f"{uri}: {path.relative_to(root)} in the model root is a symlink")
 
 
 def _fetcher(source: ModelSource, env: Mapping[str, str]) -> HubFetch | S3Fetch:
