@@ -307,6 +307,13 @@ def test_download_only_from_a_config_entry(
     assert sorted(json.loads((target / COMPLETE_MARKER).read_text())["files"]) == expected
 
 
+def test_model_uri_goes_with_download_only(tmp_path: Path) -> None:
+    done = run_cli("--model-uri", URI, "--model-root", str(tmp_path), env=base_env())
+    assert done.returncode == 2
+    assert "--model-uri and --allow-pattern go with --download-only" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_model_uri_is_one_error_line(tmp_path: Path) -> None:
     log = tmp_path / "termination-log"
     done = download("hf://../../etc", tmp_path / "models", base_env(), log=log)
@@ -319,9 +326,13 @@ def test_bad_model_uri_is_one_error_line(tmp_path: Path) -> None:
 
 @pytest.fixture
 def s3_bucket(s3_server: S3Server, tiny_model_path: Path) -> str:
-    """A fresh bucket holding the tiny model under ``tiny/`` (config.json with a ChecksumSHA256)."""
+    """A fresh bucket holding the tiny model under ``tiny/`` (config.json with a ChecksumSHA256), and the
+    empty "folder" objects a console creates."""
     bucket = f"vif-{uuid.uuid4().hex[:12]}"
-    s3_server.client().create_bucket(Bucket=bucket)
+    client = s3_server.client()
+    client.create_bucket(Bucket=bucket)
+    for folder in ("tiny/", "tiny/empty/"):
+        client.put_object(Bucket=bucket, Key=folder, Body=b"")
     s3_server.upload_folder(bucket, "tiny/", tiny_model_path, sha256_for=("config.json",))
     return bucket
 

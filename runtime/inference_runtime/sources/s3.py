@@ -93,8 +93,8 @@ class S3Fetch:
                             ERROR, f"{self.uri}: the listing has an object outside the prefix"
                         )
                     rest = key[len(self.source.prefix) :]
-                    if rest.endswith("/") and obj.get("Size") == 0:
-                        continue  # a "folder" placeholder object
+                    if (rest == "" or rest.endswith("/")) and obj.get("Size") == 0:
+                        continue  # a "folder" placeholder object (what consoles create), the prefix's own too
                     size = obj.get("Size")
                     name = safe_name(rest, self.uri)
                     if not isinstance(size, int) or size < 0:
