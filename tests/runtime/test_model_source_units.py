@@ -367,3 +367,12 @@ def test_a_planted_cache_folder_symlink_gets_nothing_written_through_it(tmp_path
     with pytest.raises(DownloadError, match=r"^refused: .*symlink"):
         ensure_model(source, root, env={})
     assert list(outside.iterdir()) == []
+
+
+def test_a_file_and_a_folder_of_one_name_is_one_error_line(tmp_path: Path) -> None:
+    """S3 can hold both ``x`` and ``x/y``; a folder cannot hold both."""
+    files = [RemoteFile(name="x", size=len(DATA)), RemoteFile(name="x/y", size=len(DATA))]
+    progress = progress_for(*files)
+    download_file(tmp_path, files[0], StoreStandin(DATA), progress, "s3://b/")
+    with pytest.raises(DownloadError, match=r"^error: s3://b/: cannot write to the model root"):
+        download_file(tmp_path, files[1], StoreStandin(DATA), progress, "s3://b/")

@@ -186,21 +186,24 @@ def download_file(target: Path, remote: RemoteFile, fetch: Fetch, progress: Prog
         progress.add(remote.size)
         progress.file_done()
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = confined(target, remote.name + PARTIAL_SUFFIX, uri)
-    offset = partial.stat().st_size if partial.is_file() else 0
-    if offset >= remote.size:  # whole already (checked below), or longer than it can be
-        offset = offset if offset == remote.size else 0
     checked = remote
     try:
-        if offset == remote.size:
+        path.parent.mkdir(parents=True, exist_ok=True)  # fails where a listed file has the folder's name
+        offset = partial.stat().st_size if partial.is_file() else 0
+        if offset > remote.size:  # longer than it can be: start again
+            offset = 0
+        if offset == remote.size:  # whole already: checked below
             progress.add(offset)
         else:
             checked = _fetch_into(partial, remote, fetch, progress, offset, uri)
     except OSError as exc:
         raise _disk_error(exc, uri) from None
     _verify(partial, checked, uri)
-    os.replace(partial, path)
+    try:
+        os.replace(partial, path)
+    except OSError as exc:
+        raise _disk_error(exc, uri) from None
     progress.file_done()
 
 
