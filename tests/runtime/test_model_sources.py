@@ -225,6 +225,24 @@ def test_hub_hostile_file_names_are_refused_and_nothing_is_written_outside(
     assert not [r for r in hub_standin.requests if "/resolve/" in r[1]]
 
 
+@pytest.mark.parametrize(
+    ("sibling", "prefix"),
+    [
+        ({"rfilename": 5, "size": 1}, "refused: "),
+        ({"rfilename": "x.json"}, "error: "),
+        ({"rfilename": "x.json", "size": True}, "error: "),
+        ({"size": 1}, "error: "),
+        ("not an object", "error: "),
+    ],
+)
+def test_hub_listing_of_the_wrong_shape_is_one_line(
+    hub_standin: HubStandin, tiny_model_path: Path, tmp_path: Path, sibling: object, prefix: str
+) -> None:
+    hub_repo(hub_standin, tiny_model_path, raw_siblings=[sibling])
+    done = download(URI, tmp_path / "models", base_env(HF_ENDPOINT=hub_standin.endpoint))
+    assert "unexpectedly" not in assert_failed(done, prefix)
+
+
 def test_hub_file_name_through_a_planted_symlink_is_refused(
     hub_standin: HubStandin, tiny_model_path: Path, tmp_path: Path
 ) -> None:

@@ -79,7 +79,7 @@ class HubFetch:
             name = safe_name(sibling.rfilename, self.uri)
             if self.source.patterns and not any(fnmatch.fnmatch(name, p) for p in self.source.patterns):
                 continue
-            if not isinstance(sibling.size, int) or sibling.size < 0:
+            if type(sibling.size) is not int or sibling.size < 0:
                 raise DownloadError(ERROR, f"{self.uri}: the listing gives no size for '{name}'")
             sha256 = sibling.lfs.sha256 if sibling.lfs else None
             if sha256 is not None and not _SHA256.match(str(sha256)):
@@ -152,6 +152,13 @@ class HubFetch:
             raise DownloadError(UNREACHABLE, f"{uri}: the connection to the Hub failed ({what})") from None
         except httpx2.HTTPError:
             raise DownloadError(ERROR, f"{uri}: the Hub's answer could not be used ({what})") from None
+        except (
+            AttributeError,
+            KeyError,
+            TypeError,
+            ValueError,
+        ):  # the client parsing a listing of the wrong shape
+            raise DownloadError(ERROR, f"{uri}: the Hub's answer could not be read ({what})") from None
 
 
 def _status_error(uri: str, what: str, status: int) -> DownloadError:

@@ -97,7 +97,7 @@ class S3Fetch:
                         continue  # a "folder" placeholder object (what consoles create), the prefix's own too
                     size = obj.get("Size")
                     name = safe_name(rest, self.uri)
-                    if not isinstance(size, int) or size < 0:
+                    if type(size) is not int or size < 0:
                         raise DownloadError(ERROR, f"{self.uri}: the listing gives no size for '{name}'")
                     files.append(RemoteFile(name=name, size=size))
                     if len(files) > MAX_FILES:
