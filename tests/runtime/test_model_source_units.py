@@ -329,14 +329,16 @@ def test_s3_digests_are_taken_only_where_they_describe_the_bytes() -> None:
     remote = RemoteFile(name="w", size=3)
     md5 = hashlib.md5(b"abc").hexdigest()
     sha_b64 = "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="  # base64 of sha256(b"abc")
-    plain = _with_digests(remote, {"ETag": f'"{md5}"', "ChecksumSHA256": sha_b64, "ContentLength": 3})
+    plain = _with_digests(
+        remote, {"ETag": f'"{md5}"', "ChecksumSHA256": sha_b64, "ContentLength": 3}, "s3://b/"
+    )
     assert plain.md5 == md5 and plain.sha256 == hashlib.sha256(b"abc").hexdigest()
-    multipart = _with_digests(remote, {"ETag": '"0123-2"', "ChecksumSHA256": sha_b64 + "-2"})
+    multipart = _with_digests(remote, {"ETag": '"0123-2"', "ChecksumSHA256": sha_b64 + "-2"}, "s3://b/")
     assert multipart.md5 is None and multipart.sha256 is None
-    kms = _with_digests(remote, {"ETag": f'"{md5}"', "ServerSideEncryption": "aws:kms"})
+    kms = _with_digests(remote, {"ETag": f'"{md5}"', "ServerSideEncryption": "aws:kms"}, "s3://b/")
     assert kms.md5 is None
-    with pytest.raises(DownloadError, match=r"^error: "):
-        _with_digests(remote, {"ContentLength": 4})
+    with pytest.raises(DownloadError, match=r"^error: s3://b/: 'w' changed size"):
+        _with_digests(remote, {"ContentLength": 4}, "s3://b/")
 
 
 def test_hub_offline_mode_is_one_line_saying_what_to_set(tmp_path: Path) -> None:

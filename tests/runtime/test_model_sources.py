@@ -54,7 +54,9 @@ def run_cli(
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
-def download(uri: str, root: Path, env: dict[str, str], *args: str, log: Path | None = None):  # type: ignore[no-untyped-def]
+def download(
+    uri: str, root: Path, env: dict[str, str], *args: str, log: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return run_cli(
         "--download-only", "--model-uri", uri, "--model-root", str(root), *args, env=env, termination_log=log
     )

@@ -109,9 +109,7 @@ class HubFetch:
                 r.raise_for_status()
             commit = r.headers.get("X-Repo-Commit")
             if commit and commit != self.revision:
-                raise DownloadError(
-                    ERROR, f"{self.uri}: '{remote.name}' came from another commit ({commit[:40]})"
-                )
+                raise DownloadError(ERROR, f"{self.uri}: '{remote.name}' came from another commit")
             yield (offset if r.status_code == 206 else 0), r.iter_bytes(), remote
 
     @contextlib.contextmanager

@@ -113,7 +113,7 @@ class S3Fetch:
         key = self.source.prefix + remote.name
         with self._errors(f"'{remote.name}'"):
             head = self._client.head_object(Bucket=self.source.bucket, Key=key, ChecksumMode="ENABLED")
-            checked = _with_digests(remote, head)
+            checked = _with_digests(remote, head, self.uri)
             args: dict[str, Any] = {"Bucket": self.source.bucket, "Key": key}
             if offset:
                 args["Range"] = f"bytes={offset}-"
@@ -156,7 +156,7 @@ class S3Fetch:
             ) from None
 
 
-def _with_digests(remote: RemoteFile, head: Mapping[str, Any]) -> RemoteFile:
+def _with_digests(remote: RemoteFile, head: Mapping[str, Any], uri: str) -> RemoteFile:
     etag = str(head.get("ETag", "")).strip('"').lower()
     encrypted = str(head.get("ServerSideEncryption", "")).startswith("aws:kms") or head.get(
         "SSECustomerAlgorithm"
@@ -174,5 +174,5 @@ def _with_digests(remote: RemoteFile, head: Mapping[str, Any]) -> RemoteFile:
             if len(raw) == 32:
                 sha256 = raw.hex()
     if head.get("ContentLength") not in (None, remote.size):
-        raise DownloadError(ERROR, f"s3 object '{remote.name}' changed size since it was listed")
+        raise DownloadError(ERROR, f"{uri}: '{remote.name}' changed size since it was listed")
     return RemoteFile(name=remote.name, size=remote.size, sha256=sha256, md5=md5)
