@@ -70,6 +70,9 @@ class S3Fetch:
             connect_timeout=30,
             read_timeout=120,
             retries={"max_attempts": 3, "mode": "standard"},
+            # S3-compatible stores (MinIO, Ceph, ...) behind a service name answer path-style requests;
+            # virtual-hosted ones would need a DNS name per bucket.
+            s3={"addressing_style": "path"} if source.endpoint else None,
         )
         session = boto3.session.Session(
             aws_access_key_id=key_id if signed else None,
