@@ -7,10 +7,12 @@ Failures must be one categorised line on stderr and in the termination log, neve
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -18,10 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fixtures.helpers import wait_for
 from fixtures.hub_standin import HubStandin, StandinRepo
 from fixtures.runtime_server import runtime_command, spawn_runtime, tiny_entry, write_config
 from fixtures.s3_server import S3Server
 from inference_policy.model_source import COMPLETE_MARKER, model_dir, parse_model_uri
+from inference_runtime.sources.store import RemoteFile, write_marker
 
 REPO_ID = "vif-test/tiny-llama"
 URI = f"hf://{REPO_ID}"
@@ -307,6 +311,31 @@ def test_two_downloads_of_one_folder_fetch_each_file_once(
     assert [p.returncode for p in procs] == [0, 0], outputs
     fetched = sorted(path for _, path, _ in hub_standin.requests if "/resolve/" in path)
     assert fetched == sorted(f"/{REPO_ID}/resolve/{repo.commit}/{name}" for name in repo.files)
+
+
+def test_a_second_downloader_waits_for_the_lock_then_finds_the_folder_complete(
+    hub_standin: HubStandin, tiny_model_path: Path, tmp_path: Path
+) -> None:
+    """This test is the first downloader: it holds the folder's lock, fills the folder, then lets go."""
+    repo = hub_repo(hub_standin, tiny_model_path)
+    root = tmp_path / "models"
+    target = hub_target(hub_standin, root)
+    target.parent.mkdir(parents=True)
+    log = tmp_path / "second.log"
+    cmd = [*runtime_command(), "--download-only", "--model-uri", URI, "--model-root", str(root)]
+    with (target.parent / f"{target.name}.lock").open("w") as lock, log.open("w") as out:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        second = subprocess.Popen(cmd, env=base_env(HF_ENDPOINT=hub_standin.endpoint), stderr=out)
+        wait_for(lambda: "another process is downloading" in log.read_text(), what="the second to wait")
+        assert second.poll() is None
+        shutil.copytree(tiny_model_path, target)
+        write_marker(
+            target, f"{URI}@main", repo.commit, [RemoteFile(n, len(d)) for n, d in repo.files.items()]
+        )
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        assert second.wait(120) == 0, log.read_text()
+    assert "was downloaded by another process" in log.read_text()
+    assert hub_standin.requests == []
 
 
 def test_download_only_from_a_config_entry(
