@@ -22,6 +22,7 @@ import pytest
 
 from fixtures.helpers import wait_for
 from fixtures.hub_standin import HubStandin, StandinRepo
+from fixtures.prereq import missing
 from fixtures.runtime_server import runtime_command, spawn_runtime, tiny_entry, write_config
 from fixtures.s3_server import S3Server
 from inference_policy.model_source import COMPLETE_MARKER, model_dir, parse_model_uri
@@ -68,7 +69,8 @@ def download(
 
 def read_only(cmd_args: list[str], root: Path) -> list[str]:
     """``cmd_args`` run with ``root`` mounted read-only (a private mount namespace: root ignores modes)."""
-    assert os.geteuid() == 0, "the read-only case needs root for its mount namespace"
+    if os.geteuid() != 0:
+        missing("the read-only model root cases need root (a private mount namespace)")
     script = 'mount --bind -o ro "$0" "$0" && exec "$@"'
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(root), *cmd_args]
 
