@@ -125,7 +125,12 @@ def test_hub_download_only_fetches_every_file_at_the_resolved_commit(
     # One listing at the branch, then every file at the commit it resolved to.
     paths = [path for _, path, _ in hub_standin.requests]
     assert paths[0] == f"/api/models/{REPO_ID}/revision/main"
-    assert sorted(paths[1:]) == sorted(f"/{REPO_ID}/resolve/{repo.commit}/{name}" for name in repo.files)
+    resolved = sorted(p for p in paths if "/resolve/" in p)
+    assert resolved == sorted(f"/{REPO_ID}/resolve/{repo.commit}/{name}" for name in repo.files)
+    # LFS files through the Hub's redirect to its content host, as the real one sends them.
+    lfs = sorted(f"/cdn/{REPO_ID}/{repo.commit}/{name}" for name in repo.files if repo.is_lfs(name))
+    assert lfs and sorted(p for p in paths if p.startswith("/cdn/")) == lfs
+    assert len(paths) == 1 + len(resolved) + len(lfs)
     progress = PROGRESS.findall(done.stderr)
     assert progress and progress[-1] == ("100", str(len(repo.files)), str(len(repo.files)))
     size = sum(map(len, repo.files.values())) / (1 << 20)
@@ -284,7 +289,10 @@ def test_hub_interrupted_download_resumes_and_completes(
     assert second.returncode == 0, second.stderr
     assert folder_files(target)["model.safetensors"] == repo.files["model.safetensors"]
     resumed = [r for r in hub_standin.requests if r[1].endswith("/model.safetensors")]
-    assert resumed == [("GET", f"/{REPO_ID}/resolve/{repo.commit}/model.safetensors", "bytes=100000-")]
+    assert resumed == [
+        ("GET", f"/{REPO_ID}/resolve/{repo.commit}/model.safetensors", "bytes=100000-"),
+        ("GET", f"/cdn/{REPO_ID}/{repo.commit}/model.safetensors", "bytes=100000-"),  # through the redirect
+    ]
     assert json.loads((target / COMPLETE_MARKER).read_text())["revision"] == repo.commit
 
 
