@@ -5,4 +5,6 @@ pytest_plugins = [
     "fixtures.cluster",
     "fixtures.runtime_server",
     "fixtures.node",
+    "fixtures.hub_standin",
+    "fixtures.s3_server",
 ]

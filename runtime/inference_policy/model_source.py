@@ -52,6 +52,10 @@ class HubSource:
             raise SourceError(f"'{self.repo}' is not a Hugging Face repository id (owner/name)")
         if not _HF_REVISION.match(self.revision) or _has_dot_segment(self.revision):
             raise SourceError(f"'{self.revision}' is not a revision (branch, tag or commit)")
+        if "--" in self.revision:  # revision_dir spells '/' as '--': 'a--b' would share the folder of 'a/b'
+            raise SourceError(
+                f"'{self.revision}' contains '--', which the cache folder names cannot tell from '/'"
+            )
         for pattern in self.patterns:
             if not _PATTERN.match(pattern) or _has_dot_segment(pattern) or pattern.startswith("/"):
                 raise SourceError(f"'{pattern}' is not a relative file pattern")

@@ -7,13 +7,23 @@ allowed, and are raised before the engine starts, so a bad config fails fast wit
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inference_policy.engine import RESERVED_ENGINE_ARGS, path_engine_args, refused_engine_args
+from inference_policy.model_source import (
+    HF_SCHEME,
+    ModelSource,
+    SourceError,
+    is_remote,
+    model_dir,
+    parse_model_uri,
+)
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_TEMPLATE_BYTES = 256 << 10
@@ -32,7 +42,13 @@ class ModelConfig(BaseModel):
         "OpenAIServingChat", min_length=1, description="Registered serving class of the primary protocol."
     )
     model_path: str = Field(
-        ..., min_length=1, description="HF model folder; a relative path resolves under the model root."
+        ...,
+        min_length=1,
+        description="HF model folder (a relative path resolves under the model root), or a remote source: "
+        "hf://owner/name[@revision] or s3://bucket/prefix, downloaded into the model root.",
+    )
+    allow_patterns: list[str] | None = Field(
+        None, max_length=64, description="hf:// only: glob patterns of the files to fetch; default: all."
     )
     max_model_len: int | None = Field(None, gt=0, description="Context length; default: the model's own.")
     chat_template: str | None = Field(
@@ -63,6 +79,12 @@ class ModelConfig(BaseModel):
             raise ValueError(f"set {', '.join(clash)} as top-level fields, not in engine_args")
         return value
 
+    @model_validator(mode="after")
+    def _patterns_need_a_hub_source(self) -> ModelConfig:
+        if self.allow_patterns is not None and not self.model_path.startswith(HF_SCHEME):
+            raise ValueError(f"allow_patterns applies only to a model_path starting with {HF_SCHEME}")
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class ResolvedModel:
@@ -73,6 +95,7 @@ class ResolvedModel:
     model_path: Path
     chat_template: str | None  # template text, or None for the model's own
     engine_args: dict[str, Any]  # engine_args with path-valued arguments resolved inside the roots
+    source: ModelSource | None = None  # a remote model_path; model_path is then its folder in the cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,14 +175,43 @@ def _resolve(name: str, entry: ModelConfig, policy: PathPolicy, allowed: frozens
         if not isinstance(raw, str):
             raise ConfigError(f"{where}: must be a path")
         engine_args[arg] = str(policy.resolve(raw, base=policy.model_root, where=where))
-    model_path = policy.resolve(entry.model_path, base=policy.model_root, where=f"model '{name}': model_path")
-    if not model_path.is_dir():
-        raise ConfigError(f"model '{name}': model_path '{entry.model_path}' is not a folder")
+    source = None
+    if is_remote(entry.model_path):
+        try:
+            source = source_from_env(entry.model_path, tuple(entry.allow_patterns or ()), os.environ)
+        except SourceError as exc:
+            raise ConfigError(f"model '{name}': model_path: {exc}") from None
+        # Not there yet, maybe: the CLI downloads it before the engine starts.
+        model_path = model_dir(policy.model_root.resolve(), source)
+    else:
+        where = f"model '{name}': model_path"
+        model_path = policy.resolve(entry.model_path, base=policy.model_root, where=where)
+        if not model_path.is_dir():
+            raise ConfigError(f"model '{name}': model_path '{entry.model_path}' is not a folder")
     template = None
     if entry.chat_template is not None:
         template = _template_text(name, entry.chat_template, policy)
     return ResolvedModel(
-        name=name, config=entry, model_path=model_path, chat_template=template, engine_args=engine_args
+        name=name,
+        config=entry,
+        model_path=model_path,
+        chat_template=template,
+        engine_args=engine_args,
+        source=source,
+    )
+
+
+def source_from_env(uri: str, patterns: tuple[str, ...], env: Mapping[str, str]) -> ModelSource:
+    """Parse a remote ``model_path`` with the endpoints and region of the standard environment variables.
+
+    They are part of the source (and so of its cache folder): two stores may hold same-named models.
+    """
+    return parse_model_uri(
+        uri,
+        patterns=patterns,
+        hf_endpoint=env.get("HF_ENDPOINT") or None,
+        s3_endpoint=env.get("AWS_ENDPOINT_URL") or None,
+        s3_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
     )
 
 

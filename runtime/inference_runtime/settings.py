@@ -62,6 +62,11 @@ class Settings:
     # Where a fatal error's one line is written before a non-zero exit (Kubernetes shows the file of
     # terminationMessagePath, /dev/termination-log, as the container's termination message).
     termination_log: Path | None = None
+    # --download-only: fetch the model's remote source into model_root, then exit (no engine, no server).
+    # model_uri names the source directly (no config file), as the operator's download Job runs it.
+    download_only: bool = False
+    model_uri: str | None = None
+    allow_patterns: tuple[str, ...] = ()
     limits: Limits = field(default_factory=Limits)
     log: LogSettings = field(default_factory=LogSettings)
 
@@ -164,6 +169,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a fatal error's message to this file before exiting (in a pod: /dev/termination-log) "
         "[$TERMINATION_LOG]",
     )
+    add(
+        "--download-only",
+        action="store_true",
+        help="download the model's hf:// or s3:// source into --model-root, then exit without serving",
+    )
+    add(
+        "--model-uri",
+        default=None,
+        metavar="URI",
+        help="with --download-only: the source to download (hf://owner/name[@revision] or "
+        "s3://bucket/prefix) instead of a config entry's model_path",
+    )
+    add(
+        "--allow-pattern",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="with --model-uri hf://...: fetch only the files matching this pattern (repeatable)",
+    )
     add("--log-format", choices=["text", "json"], default=_env("LOG_FORMAT", "text"), help="[$LOG_FORMAT]")
     add("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[$LOG_LEVEL, INFO]")
     add("--log-file", default=_env("LOG_FILE"), help="also log to this rotating file [$LOG_FILE]")
@@ -184,7 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(argv: list[str] | None = None) -> Settings:
     parser = build_parser()
     ns = parser.parse_args(argv)
-    if not ns.model_name:
+    if (ns.model_uri or ns.allow_pattern) and not ns.download_only:
+        parser.error("--model-uri and --allow-pattern go with --download-only")
+    if ns.allow_pattern and not ns.model_uri:
+        parser.error("--allow-pattern goes with --model-uri (a config entry has allow_patterns)")
+    if not ns.model_name and not ns.model_uri:
         parser.error("--model-name (or $MODEL_NAME) is required")
     env_roots = [r for r in (_env("ALLOWED_ROOTS") or "").split(":") if r]
     env_keys = tuple(k.strip() for k in (_env("API_KEYS") or "").split(",") if k.strip())
@@ -199,7 +227,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
     if ns.request_timeout <= 0 or ns.shutdown_grace < 0:
         parser.error("--request-timeout must be positive and --shutdown-grace not negative")
     return Settings(
-        model_name=ns.model_name,
+        model_name=ns.model_name or "",
         config_path=Path(ns.config),
         host=ns.host,
         port=ns.port,
@@ -215,6 +243,9 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
         shutdown_grace=ns.shutdown_grace,
         engine_death_exit=ns.engine_death_exit,
         termination_log=Path(ns.termination_log) if ns.termination_log else None,
+        download_only=ns.download_only,
+        model_uri=ns.model_uri,
+        allow_patterns=tuple(ns.allow_pattern),
         limits=Limits(
             concurrency=ns.limit_concurrency,
             max_body_bytes=ns.max_body_bytes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,40 @@ def test_not_json_and_not_object(layout: tuple[Path, PathPolicy]) -> None:
     path.write_text("[]")
     with pytest.raises(ConfigError, match="must be a JSON object"):
         load_model_config(path, "m", policy)
+
+
+def test_remote_model_path_is_its_folder_in_the_cache(
+    layout: tuple[Path, PathPolicy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not downloaded yet, so not a folder yet: the CLI downloads it before the engine starts."""
+    from inference_policy.model_source import model_dir, parse_model_uri
+
+    conf, policy = layout
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    entry = {"model_path": "hf://owner/name@v1", "allow_patterns": ["*.json"]}
+    model = load_model_config(write(conf, {"m": entry}), "m", policy)
+    expected = parse_model_uri("hf://owner/name@v1", patterns=("*.json",), hf_endpoint="http://127.0.0.1:9")
+    assert model.source == expected
+    assert model.model_path == model_dir(policy.model_root.resolve(), expected)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:8")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    s3 = load_model_config(write(conf, {"m": {"model_path": "s3://models/llama"}}), "m", policy)
+    assert s3.source is not None and s3.source.endpoint == "http://127.0.0.1:8"
+    assert load_model_config(write(conf, {"m": {"model_path": "m1"}}), "m", policy).source is None
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"model_path": "m1", "allow_patterns": ["*.json"]}, "allow_patterns applies only"),
+        ({"model_path": "s3://models/x", "allow_patterns": ["*"]}, "allow_patterns applies only"),
+        ({"model_path": "hf://../etc"}, "model 'm': model_path: '../etc' is not a Hugging Face repository"),
+        ({"model_path": "hf://owner/name", "allow_patterns": ["../*"]}, "is not a relative file pattern"),
+    ],
+)
+def test_bad_remote_sources_are_config_errors(
+    layout: tuple[Path, PathPolicy], entry: dict[str, object], message: str
+) -> None:
+    conf, policy = layout
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_model_config(write(conf, {"m": entry}), "m", policy)

@@ -31,6 +31,9 @@ LIGHT_MODULES = (
     "inference_runtime.tools.registry",
     "inference_runtime.tools.stream",
     "inference_runtime.routes.tokenize",
+    "inference_runtime.sources",
+    "inference_runtime.sources.hub",
+    "inference_runtime.sources.s3",
 )
 
 
