@@ -15,7 +15,7 @@ import kopf
 
 from inference_operator.api import v1alpha1 as api
 from inference_operator.kube import ApiError, Kube, load_client
-from inference_operator.names import MODEL_LABEL
+from inference_operator.names import DOWNLOAD_COMPONENT, MODEL_LABEL
 from inference_operator.reconciler import Reconciler
 from inference_operator.settings import OperatorSettings
 
@@ -73,6 +73,23 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         )
         def child_changed(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_: Any) -> None:
             _reconcile(memo.reconciler, namespace, labels[MODEL_LABEL])
+
+    @kopf.on.event(
+        "batch",
+        "v1",
+        "jobs",
+        labels={"app.kubernetes.io/component": DOWNLOAD_COMPONENT},
+        id="download-jobs",
+        registry=registry,
+    )
+    def download_changed(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+        # A shared download Job has no one owner: every model that uses it starts (or fails) with it.
+        try:
+            users = memo.reconciler.users(namespace, name)
+        except ApiError as err:
+            raise kopf.TemporaryError(f"API call failed, will retry: {err}", delay=5) from err
+        for model in users:
+            _reconcile(memo.reconciler, namespace, model)
 
 
 def _reconcile(reconciler: Reconciler, namespace: str, name: str) -> None:
