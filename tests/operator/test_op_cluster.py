@@ -105,6 +105,7 @@ class Api:
             ("svc", self.core.list_namespaced_service(self.ns).items),
             ("deploy", self.apps.list_namespaced_deployment(self.ns).items),
             ("event", self.core.list_namespaced_event(self.ns).items),
+            ("job", kubernetes.client.BatchV1Api(self.custom.api_client).list_namespaced_job(self.ns).items),
         ):
             versions |= {f"{kind}/{o.metadata.name}": o.metadata.resource_version for o in items}
         return versions
@@ -250,18 +251,33 @@ class ResyncCounter(logging.Handler):
 
 
 def test_steady_state_makes_no_writes(api: Api, run_operator: Callable[..., Any]) -> None:
+    _assert_no_writes_in_steady_state(api, run_operator, SPEC)
+
+
+def _assert_no_writes_in_steady_state(
+    api: Api,
+    run_operator: Callable[..., Any],
+    spec: dict[str, Any],
+    settle: Callable[[], None] = lambda: None,
+) -> None:
+    """Create a model from ``spec``, ``settle`` it (e.g. finish its download), then count writes over three
+    resync passes: there must be none."""
     counter = ResyncCounter()
     logging.getLogger("kopf.objects").addHandler(counter)
     try:
         with run_operator(api.ns):
-            api.create_model(SPEC)
+            api.create_model(spec)
             api.wait_observed(1)
+            settle()
             wait_for(api.deployment, what="Deployment")
             # kopf records a handled creation in an annotation: after that, nothing is left to write.
             handled = "inference.vif.dev/last-handled-configuration"
             wait_for(
                 lambda: handled in api.model()["metadata"].get("annotations", {}), what="creation handled"
             )
+            # One more full pass after the Deployment exists: what that creation triggered is written.
+            settled = counter.passes
+            wait_for(lambda: counter.passes > settled, what="a resync after the Deployment exists")
             before, passes = api.resource_versions(), counter.passes
             changes: list[dict[str, str]] = []
 
@@ -748,3 +764,13 @@ def test_without_a_cache_each_pod_downloads_in_an_init_container(api: Api, opera
     available = api.wait_condition("ModelAvailable", "False", "Downloading")
     assert "own volume" in available["message"]
     wait_for(lambda: api.condition("ModelAvailable", "local").get("reason") == "LocalSource", what="local")
+
+
+def test_steady_state_with_a_finished_download_makes_no_writes(
+    api: Api, run_operator: Callable[..., Any]
+) -> None:
+    def finish() -> None:
+        (job,) = wait_for(lambda: _jobs(api) or None, what="the download Job")
+        _finish_job(api, job.metadata.name, succeeded=True)
+
+    _assert_no_writes_in_steady_state(api, run_operator, HF_CACHED, finish)
