@@ -13,6 +13,7 @@ from op_helpers import make_model
 from inference_operator.manifests import configmap, deployment, desired, download_job, job_name
 from inference_operator.manifests.common import container_security_context, pod_security_context
 from inference_operator.manifests.configmap import CONFIG_KEY
+from inference_operator.reconciler import FINISHED_LINE, Reconciler
 from inference_operator.settings import OperatorSettings
 from inference_policy import model_source
 
@@ -234,3 +235,49 @@ def test_until_the_download_is_complete_the_pods_objects_are_left_alone() -> Non
     assert kinds == ["Service"]
     kinds = [o["kind"] for o in desired(m, SETTINGS, monitoring_available=False)]
     assert kinds == ["ConfigMap", "Deployment", "Service"]
+
+
+class LogOnlyKube:
+    """A Kube that only answers log reads (what progress reading uses), counting them."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.reads = 0
+
+    def log_tail(self, namespace: str, pod: str, container: str, lines: int) -> str:
+        assert container == "download"
+        self.reads += 1
+        return self.text
+
+
+RUNNING = {
+    "metadata": {"name": "dl-x-1"},
+    "status": {"containerStatuses": [{"name": "download", "state": {"running": {}}}]},
+}
+
+
+def test_progress_is_the_last_progress_line_read_at_most_once_per_resync() -> None:
+    kube = LogOnlyKube(
+        "starting\ndownload progress: 3% (1.0 MiB of 45.6 MiB, 0 of 10 files)\n"
+        "download progress: 27% (12.3 MiB of 45.6 MiB, 3 of 10 files)\n"
+    )
+    reconciler = Reconciler(kube, OperatorSettings(resync_seconds=3600))  # type: ignore[arg-type]
+    assert reconciler._read_progress("ns", [RUNNING]) == "27% (12.3 MiB of 45.6 MiB, 3 of 10 files)"
+    kube.text = "download progress: 90% (41.0 MiB of 45.6 MiB, 9 of 10 files)\n"
+    assert reconciler._read_progress("ns", [RUNNING]) == "27% (12.3 MiB of 45.6 MiB, 3 of 10 files)"
+    assert kube.reads == 1  # other triggers within the interval reuse what the last read found
+    assert (
+        Reconciler(kube, OperatorSettings(resync_seconds=0))._read_progress("ns", [RUNNING]).startswith("90%")
+    )  # type: ignore[arg-type, union-attr]
+    finished = {
+        **RUNNING,
+        "status": {"containerStatuses": [{"name": "download", "state": {"terminated": {}}}]},
+    }
+    assert reconciler._read_progress("ns", [finished]) is None
+
+
+def test_the_runtimes_final_line_is_the_download_summary() -> None:
+    line = "INFO downloaded hf://o/n@main at revision 0123abc (10 files, 45.6 MiB) in 12.5 s"
+    assert FINISHED_LINE.findall(line) == [
+        "downloaded hf://o/n@main at revision 0123abc (10 files, 45.6 MiB) in 12.5 s"
+    ]
