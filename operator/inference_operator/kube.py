@@ -131,8 +131,9 @@ class Kube:
         return data.decode(errors="replace")
 
     def delete(self, ref: Ref) -> None:
+        """Delete, and let garbage collection remove what it owns (a Job's pods) in the background."""
         try:
-            self._call("DELETE", ref.path)
+            self._call("DELETE", ref.path, body={"propagationPolicy": "Background"})
         except ApiError as err:
             if err.status != 404:
                 raise

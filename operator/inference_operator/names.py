@@ -31,6 +31,7 @@ def child_labels(name: str) -> dict[str, str]:
 
 
 DOWNLOAD_COMPONENT = "model-download"
+CLEANUP_COMPONENT = "model-cache-cleanup"
 
 
 def download_labels() -> dict[str, str]:

@@ -20,9 +20,10 @@ from inference_operator.api import v1alpha1 as api
 from inference_operator.api.policy import check_cluster_policy
 from inference_operator.diff import stamp, up_to_date
 from inference_operator.kube import ApiError, Kube, Ref
+from inference_operator.manifests.download import SERVES_ANNOTATION, cleanup_job, cleanup_target
 from inference_operator.manifests.service import endpoint
 from inference_operator.manifests.servicemonitor import API_VERSION as MONITORING_API
-from inference_operator.names import MANAGED_BY, selector_labels
+from inference_operator.names import CLEANUP_COMPONENT, DOWNLOAD_COMPONENT, MANAGED_BY, selector_labels
 from inference_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Reconciler:
         self.kube = kube
         self.settings = settings
         self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._namespace_locks: dict[str, threading.Lock] = {}
         # Download progress read from pod logs, by (namespace, pod): read at most once per resync interval.
         self._progress: dict[tuple[str, str], tuple[float, str | None]] = {}
 
@@ -57,9 +59,11 @@ class Reconciler:
         # Handlers of the resource, its children and the timer may run at once in kopf's thread pool.
         with self._locks.setdefault((namespace, name), threading.Lock()):  # setdefault is atomic
             body = self.kube.get(Ref(api.API_VERSION, api.KIND, namespace, name))
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                return  # gone: garbage collection removes the children through their ownerReferences
-            self._pass(body)
+            if body is not None and not body["metadata"].get("deletionTimestamp"):
+                self._pass(body)
+            # Gone: garbage collection removes the children through their ownerReferences; the events of
+            # their deletion come here too, and may leave a cached revision unused.
+        self.collect(namespace)
 
     def _pass(self, body: Mapping[str, Any]) -> None:
         name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
@@ -273,6 +277,72 @@ class Reconciler:
             self.kube.create(event)
         except ApiError as err:
             log.warning("cannot post the %s event of %s/%s: %s", reason, meta["namespace"], meta["name"], err)
+
+    def collect(self, namespace: str) -> None:
+        """Remove the cached revisions no InferenceModel of ``namespace`` uses, nor any Deployment serves.
+
+        A finished download Job that is unused gets a cleanup Job (``rm -rf`` of exactly its folder);
+        once that succeeded both are deleted. A running download is left to finish first. Reads only,
+        and nothing at all in a namespace without download Jobs: steady state stays write-free.
+        """
+        with self._namespace_locks.setdefault(namespace, threading.Lock()):
+            self._collect(namespace)
+
+    def _collect(self, namespace: str) -> None:
+        jobs = self.kube.list(Ref("batch/v1", "Job", namespace), {"app.kubernetes.io/managed-by": MANAGED_BY})
+        downloads = {
+            j["metadata"]["name"]: j
+            for j in jobs
+            if j["metadata"].get("labels", {}).get("app.kubernetes.io/component") == DOWNLOAD_COMPONENT
+        }
+        cleanups = {
+            j["metadata"]["name"]: j
+            for j in jobs
+            if j["metadata"].get("labels", {}).get("app.kubernetes.io/component") == CLEANUP_COMPONENT
+        }
+        if not downloads:
+            return
+        in_use = self._jobs_in_use(namespace)
+        for name, job in downloads.items():
+            if name in in_use or status.job_state(job) == "running":
+                continue
+            cleanup = cleanup_job(job, self.settings)
+            if cleanup is None:
+                log.warning("download Job %s/%s has no removable folder; leaving it", namespace, name)
+                continue
+            live = cleanups.get(cleanup["metadata"]["name"])
+            if live is None:
+                log.info(
+                    "removing %s from the cache: no model uses Job %s/%s",
+                    cleanup_target(job),
+                    namespace,
+                    name,
+                )
+                self.kube.apply(stamp(cleanup))
+            elif status.job_state(live) == "succeeded":
+                log.info("removed the cached revision of Job %s/%s", namespace, name)
+                # Listed items carry no apiVersion/kind: name the Jobs explicitly.
+                self.kube.delete(Ref("batch/v1", "Job", namespace, name))
+                self.kube.delete(Ref("batch/v1", "Job", namespace, cleanup["metadata"]["name"]))
+
+    def _jobs_in_use(self, namespace: str) -> set[str]:
+        """Download Jobs some model's spec names, or whose folder some live Deployment serves."""
+        used = set()
+        for body in self.kube.list(Ref(api.API_VERSION, api.KIND, namespace), {}):
+            try:
+                spec = api.InferenceModelSpec.model_validate(body.get("spec") or {})
+            except ValidationError:
+                continue  # an invalid spec changes nothing that runs: its Deployment still counts below
+            job = manifests.served_job(manifests.Model(body["metadata"]["name"], namespace, spec))
+            if job:
+                used.add(job)
+        for deployment in self.kube.list(
+            Ref("apps/v1", "Deployment", namespace), {"app.kubernetes.io/managed-by": MANAGED_BY}
+        ):
+            served = (deployment["metadata"].get("annotations") or {}).get(SERVES_ANNOTATION)
+            if served:
+                used.add(served)
+        return used
 
     def users(self, namespace: str, job: str) -> list[str]:
         """The InferenceModels of ``namespace`` whose (valid) spec downloads through Job ``job``."""

@@ -568,6 +568,12 @@ def _jobs(api: Api) -> list[Any]:
     )
 
 
+def _job(api: Api, name: str) -> Any:
+    with contextlib.suppress(kubernetes.client.ApiException):
+        return kubernetes.client.BatchV1Api(api.custom.api_client).read_namespaced_job(name, api.ns)
+    return None
+
+
 def _finish_job(api: Api, name: str, *, succeeded: bool) -> None:
     """Stand-in for the job controller: the Job's terminal status, as it would write it."""
     now = "2026-01-01T00:00:00Z"
@@ -699,6 +705,25 @@ def test_a_new_revision_downloads_while_the_old_pods_serve(api: Api, operator: A
     config = api.core.read_namespaced_config_map("smollm2-config", api.ns).data["model_config.json"]
     assert "@v2" in config
     api.wait_condition("ModelAvailable", "True", "Downloaded")
+
+    # No model uses main any more and no Deployment serves it: a cleanup Job removes exactly its folder.
+    key = first.metadata.annotations["inference.vif.dev/cache-key"]
+    cleanup = wait_for(lambda: _job(api, "rm-" + first.metadata.name.removeprefix("dl-")), what="cleanup Job")
+    (container,) = cleanup.spec.template.spec.containers
+    assert container.command == ["rm", "-rf", "--", f"/models/{key}/main"]
+    assert cleanup.spec.template.spec.volumes[0].persistent_volume_claim.claim_name == "model-cache"
+    assert _job(api, second.metadata.name) is not None  # the revision in use stays
+    _finish_job(api, cleanup.metadata.name, succeeded=True)
+    wait_for(
+        lambda: _job(api, first.metadata.name) is None and _job(api, cleanup.metadata.name) is None,
+        what="the old download Job and the cleanup Job deleted",
+    )
+    assert _job(api, second.metadata.name) is not None
+
+    # The last user deleted: once garbage collection removed its Deployment, its revision goes too.
+    api.custom.delete_namespaced_custom_object(GROUP, VERSION, api.ns, PLURAL, "smollm2")
+    last = wait_for(lambda: _job(api, "rm-" + second.metadata.name.removeprefix("dl-")), what="cleanup of v2")
+    assert last.spec.template.spec.containers[0].command[-1] == f"/models/{key}/v2"
 
 
 def test_a_failed_s3_download_says_why(api: Api, operator: Any) -> None:

@@ -13,6 +13,7 @@ from op_helpers import make_model
 from inference_operator.manifests import configmap, deployment, desired, download_job, job_name
 from inference_operator.manifests.common import container_security_context, pod_security_context
 from inference_operator.manifests.configmap import CONFIG_KEY
+from inference_operator.manifests.download import MODEL_DIR_ANNOTATION, SERVES_ANNOTATION, cleanup_job
 from inference_operator.reconciler import FINISHED_LINE, Reconciler
 from inference_operator.settings import OperatorSettings
 from inference_policy import model_source
@@ -280,3 +281,30 @@ def test_the_runtimes_final_line_is_the_download_summary() -> None:
     assert FINISHED_LINE.findall(line) == [
         "downloaded hf://o/n@main at revision 0123abc (10 files, 45.6 MiB) in 12.5 s"
     ]
+
+
+def test_the_cleanup_removes_exactly_the_folder_model_source_computes() -> None:
+    m = model(HF, cache=True)
+    job = download_job(m, SETTINGS)
+    cleanup = cleanup_job(job, SETTINGS)
+    assert cleanup is not None
+    target = str(model_source.model_dir(PurePosixPath("/models"), m.spec.model.download_source()))
+    pod = cleanup["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["rm", "-rf", "--", target]
+    assert pod["volumes"] == job["spec"]["template"]["spec"]["volumes"]
+    assert pod["securityContext"] == pod_security_context()
+    assert container["securityContext"] == container_security_context()
+    assert cleanup["metadata"]["name"] == "rm-" + job["metadata"]["name"].removeprefix("dl-")
+    kubernetes_validate.validate(cleanup, "1.32.0", strict=True)
+    # A hand-edited annotation never widens what is removed.
+    for path in ("/models", "/models/x", "/models/x/../y", "/etc/x/y", "/models/x/y/z", "/models/x/.."):
+        edited = {**job, "metadata": {**job["metadata"], "annotations": {MODEL_DIR_ANNOTATION: path}}}
+        assert cleanup_job(edited, SETTINGS) is None, path
+
+
+def test_the_deployment_names_the_download_its_pods_serve() -> None:
+    m = model(S3, cache=True)
+    dep = built(m)
+    assert dep["metadata"]["annotations"][SERVES_ANNOTATION] == download_job(m, SETTINGS)["metadata"]["name"]
+    assert "annotations" not in built(model(S3, cache=False))["metadata"]

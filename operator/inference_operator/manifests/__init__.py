@@ -10,7 +10,7 @@ from typing import Any
 from inference_operator.manifests.common import Model
 from inference_operator.manifests.configmap import configmap
 from inference_operator.manifests.deployment import deployment
-from inference_operator.manifests.download import download_job, job_name, source_of
+from inference_operator.manifests.download import download_job, job_name, served_job, source_of
 from inference_operator.manifests.service import service
 from inference_operator.manifests.servicemonitor import servicemonitor
 from inference_operator.settings import OperatorSettings
@@ -22,6 +22,7 @@ __all__ = [
     "desired",
     "download_job",
     "job_name",
+    "served_job",
     "service",
     "servicemonitor",
     "source_of",

@@ -54,10 +54,14 @@ def deployment(
     """
     spec = model.spec
     pod_labels = child_labels(model.name)
+    meta = metadata(model)
+    served = download.served_job(model)
+    if served:
+        meta["annotations"] = {download.SERVES_ANNOTATION: served}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(model),
+        "metadata": meta,
         "spec": {
             "replicas": spec.replicas,
             "selector": {"matchLabels": selector_labels(model.name)},

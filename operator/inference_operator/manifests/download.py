@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import PurePosixPath
 from typing import Any
 
 from inference_operator.api.v1alpha1 import GROUP, S3ModelSource
@@ -26,7 +27,7 @@ from inference_operator.manifests.common import (
     container_security_context,
     pod_security_context,
 )
-from inference_operator.names import download_labels
+from inference_operator.names import CLEANUP_COMPONENT, download_labels
 from inference_operator.settings import OperatorSettings
 from inference_policy import model_source
 
@@ -41,6 +42,10 @@ URI_ANNOTATION = f"{GROUP}/model-uri"
 CLAIM_ANNOTATION = f"{GROUP}/cache-claim"
 KEY_ANNOTATION = f"{GROUP}/cache-key"
 REVISION_ANNOTATION = f"{GROUP}/revision-dir"
+MODEL_DIR_ANNOTATION = f"{GROUP}/model-dir"  # model_dir(/models, source): what the cleanup removes
+# On a Deployment: the download Job whose folder its pods serve (kept while a new revision downloads).
+SERVES_ANNOTATION = f"{GROUP}/download-job"
+CLEANUP_DEADLINE_SECONDS = 3600
 _JOB_NAME_CHARS = re.compile(r"[^a-z0-9]+")
 
 
@@ -162,6 +167,7 @@ def download_job(model: Model, settings: OperatorSettings) -> dict[str, Any]:
                 CLAIM_ANNOTATION: cache.claim_name,
                 KEY_ANNOTATION: model_source.cache_key(source),
                 REVISION_ANNOTATION: model_source.revision_dir(source),
+                MODEL_DIR_ANNOTATION: str(model_source.model_dir(PurePosixPath(MODELS_DIR), source)),
             },
         },
         "spec": {
@@ -175,6 +181,75 @@ def download_job(model: Model, settings: OperatorSettings) -> dict[str, Any]:
                     "volumes": [
                         {"name": MODELS_VOLUME, "persistentVolumeClaim": {"claimName": cache.claim_name}}
                     ],
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(),
+                },
+            },
+        },
+    }
+
+
+def served_job(model: Model) -> str | None:
+    """The download Job whose folder the model's pods read (with model.cache), for the Deployment's
+    annotation that keeps the revision from being removed while any pod may still serve it."""
+    source, cache = source_of(model), model.spec.model.cache
+    return job_name(model.namespace, cache.claim_name, source) if source and cache else None
+
+
+def cleanup_target(job: dict[str, Any]) -> str | None:
+    """The cached folder a download Job filled, from its annotation, if it has exactly the cache layout
+    ``/models/<cache_key>/<revision_dir>`` (anything else, e.g. a hand-edited path, is never removed)."""
+    path = (job.get("metadata", {}).get("annotations") or {}).get(MODEL_DIR_ANNOTATION, "")
+    parts = PurePosixPath(path).parts
+    if len(parts) != 4 or parts[:2] != ("/", MODELS_DIR.strip("/")) or str(PurePosixPath(*parts)) != path:
+        return None
+    if any(part in {".", ".."} or not _CACHE_SEGMENT.match(part) for part in parts[2:]):
+        return None
+    return path
+
+
+_CACHE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def cleanup_job(download: dict[str, Any], settings: OperatorSettings) -> dict[str, Any] | None:
+    """The Job removing the folder of a download Job no model uses any more (None: no safe target).
+
+    Same image, security and volume as the download; ``rm -rf`` of exactly that revision's folder.
+    """
+    target = cleanup_target(download)
+    if target is None:
+        return None
+    meta = download["metadata"]
+    pod = download["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    labels = {**download_labels(), "app.kubernetes.io/component": CLEANUP_COMPONENT}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "rm-" + meta["name"].removeprefix("dl-"),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": {MODEL_DIR_ANNOTATION: target},
+        },
+        "spec": {
+            "backoffLimit": BACKOFF_LIMIT,
+            "activeDeadlineSeconds": CLEANUP_DEADLINE_SECONDS,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "cleanup",
+                            "image": container["image"],
+                            "command": ["rm", "-rf", "--", target],
+                            "volumeMounts": [{"name": MODELS_VOLUME, "mountPath": MODELS_DIR}],
+                            "securityContext": container_security_context(),
+                        }
+                    ],
+                    "volumes": pod["volumes"],
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),
