@@ -480,7 +480,7 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 class Condition(_Schema):
     """One aspect of the resource's state, in the usual Kubernetes shape."""
 
-    type: str = Field(description="Ready, Progressing, Degraded or MonitoringAvailable.")
+    type: str = Field(description="Ready, Progressing, Degraded, MonitoringAvailable or ModelAvailable.")
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason, stable for automation.")
     message: str = Field(description="Human-readable explanation.")
@@ -500,7 +500,7 @@ class InferenceModelStatus(_Schema):
     endpoint: str | None = Field(None, description="In-cluster URL of the model's Service.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Progressing, Degraded and MonitoringAvailable.",
+        description="Ready, Progressing, Degraded, MonitoringAvailable and ModelAvailable.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 
