@@ -282,11 +282,18 @@ class Reconciler:
         """Remove the cached revisions no InferenceModel of ``namespace`` uses, nor any Deployment serves.
 
         A finished download Job that is unused gets a cleanup Job (``rm -rf`` of exactly its folder);
-        once that succeeded both are deleted. A running download is left to finish first. Reads only,
-        and nothing at all in a namespace without download Jobs: steady state stays write-free.
+        once that succeeded both are deleted. A running download is left to finish first; a failed cleanup
+        Job is left for a human to look at. Writes only when there is something to remove, and one list
+        call in a namespace without download Jobs: steady state stays write-free.
         """
         with self._namespace_locks.setdefault(namespace, threading.Lock()):
-            self._collect(namespace)
+            try:
+                self._collect(namespace)
+            except ApiError as err:
+                if err.transient:
+                    raise
+                # E.g. an operator upgraded without its new RBAC: serving models must not suffer for it.
+                log.warning("cannot remove unused cached revisions in %s: %s", namespace, err)
 
     def _collect(self, namespace: str) -> None:
         jobs = self.kube.list(Ref("batch/v1", "Job", namespace), {"app.kubernetes.io/managed-by": MANAGED_BY})
