@@ -15,7 +15,7 @@ import kopf
 
 from inference_operator.api import v1alpha1 as api
 from inference_operator.kube import ApiError, Kube, load_client
-from inference_operator.names import MODEL_LABEL
+from inference_operator.names import CLEANUP_COMPONENT, DOWNLOAD_COMPONENT, MANAGED_BY, MODEL_LABEL
 from inference_operator.reconciler import Reconciler
 from inference_operator.settings import OperatorSettings
 
@@ -73,6 +73,31 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         )
         def child_changed(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_: Any) -> None:
             _reconcile(memo.reconciler, namespace, labels[MODEL_LABEL])
+
+    @kopf.on.event(
+        "batch",
+        "v1",
+        "jobs",
+        labels={"app.kubernetes.io/component": _cache_job, "app.kubernetes.io/managed-by": MANAGED_BY},
+        id="download-jobs",
+        registry=registry,
+    )
+    def download_changed(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+        # A shared download Job has no one owner: every model that uses it starts (or fails) with it. A
+        # cleanup Job's end, or a download no model uses, moves the removal of unused revisions on.
+        try:
+            users = memo.reconciler.users(namespace, name)
+            if not users:
+                memo.reconciler.collect(namespace)
+        except ApiError as err:
+            raise kopf.TemporaryError(f"API call failed, will retry: {err}", delay=5) from err
+        for model in users:
+            _reconcile(memo.reconciler, namespace, model)
+
+
+def _cache_job(value: str | None, **_: Any) -> bool:
+    """The label filter of the download and cleanup Jobs."""
+    return value in (DOWNLOAD_COMPONENT, CLEANUP_COMPONENT)
 
 
 def _reconcile(reconciler: Reconciler, namespace: str, name: str) -> None:

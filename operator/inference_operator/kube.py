@@ -25,6 +25,8 @@ PLURALS: Mapping[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Service"): "services",
     ("v1", "Pod"): "pods",
+    ("v1", "Event"): "events",
+    ("batch/v1", "Job"): "jobs",
     ("apps/v1", "Deployment"): "deployments",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
     (api.API_VERSION, api.KIND): api.PLURAL,
@@ -112,9 +114,26 @@ class Kube:
             content_type="application/apply-patch+yaml",
         )
 
-    def delete(self, ref: Ref) -> None:
+    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Create ``obj`` (POST): for objects written once, such as Events."""
+        ref = Ref(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"])
+        return self._call("POST", ref.path, body=obj)
+
+    def log_tail(self, namespace: str, pod: str, container: str, lines: int) -> str:
+        """The last ``lines`` lines of a container's log (empty when the pod has no log yet)."""
+        path = f"{Ref('v1', 'Pod', namespace, pod).path}/log"
         try:
-            self._call("DELETE", ref.path)
+            data = self._request("GET", path, query={"container": container, "tailLines": str(lines)})
+        except ApiError as err:
+            if err.transient:
+                raise
+            return ""  # not started, no node, or gone: nothing to read yet
+        return data.decode(errors="replace")
+
+    def delete(self, ref: Ref) -> None:
+        """Delete, and let garbage collection remove what it owns (a Job's pods) in the background."""
+        try:
+            self._call("DELETE", ref.path, body={"propagationPolicy": "Background"})
         except ApiError as err:
             if err.status != 404:
                 raise
@@ -147,6 +166,19 @@ class Kube:
         body: Any = None,
         content_type: str | None = None,
     ) -> Any:
+        data = self._request(method, path, query=query, body=body, content_type=content_type)
+        return json.loads(data) if data else {}
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> bytes:
+        """One HTTP request; the response body, or ApiError with the API server's message."""
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -165,12 +197,12 @@ class Kube:
             raise ApiError(exc.status or 0, "Unavailable", str(exc.reason or "no response")) from exc
         except (OSError, urllib3.exceptions.HTTPError) as exc:
             raise ApiError(0, "Unavailable", exc.__class__.__name__) from exc
+        if 200 <= response.status <= 299:
+            return data
         try:
             document = json.loads(data) if data else {}
         except ValueError:  # e.g. the plain-text "404 page not found" of an unknown API group
             document = {"message": data[:200].decode(errors="replace").strip()}
-        if not 200 <= response.status <= 299:
-            raise ApiError(
-                response.status, document.get("reason", ""), document.get("message", str(response.reason))
-            )
-        return document
+        raise ApiError(
+            response.status, document.get("reason", ""), document.get("message", str(response.reason))
+        )

@@ -28,3 +28,16 @@ def child_labels(name: str) -> dict[str, str]:
         "app.kubernetes.io/managed-by": MANAGED_BY,
         MODEL_LABEL: name,
     }
+
+
+DOWNLOAD_COMPONENT = "model-download"
+CLEANUP_COMPONENT = "model-cache-cleanup"
+
+
+def download_labels() -> dict[str, str]:
+    """Labels of the shared download Jobs (and their pods): no model label, several models share one."""
+    return {
+        "app.kubernetes.io/name": "inference-runtime",
+        "app.kubernetes.io/component": DOWNLOAD_COMPONENT,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }

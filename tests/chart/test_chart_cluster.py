@@ -164,6 +164,8 @@ def _operator_as_deployed(
     ]
     env = {var.name: var.value for var in container.env if var.value is not None}
     env.update(KUBECONFIG=str(kubeconfig), POD_ID="operator-under-test", PATH=os.environ["PATH"])
+    if os.environ.get("PYTHONPATH"):  # the code under test, when it is not the installed checkout
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "inference_operator", *args], env=env, stdout=out, stderr=subprocess.STDOUT
@@ -214,7 +216,8 @@ def test_operator_reconciles_with_exactly_the_charts_rbac(
     kube_cluster: KubeCluster, release: Release, tmp_path: Path
 ) -> None:
     """Create a model (children, status, ServiceMonitor), switch monitoring off (ServiceMonitor deleted),
-    delete the model (finalizer released): every verb the operator uses, under the chart's RBAC."""
+    delete the model (finalizer released), then download a model into a cache and remove it from the
+    cache: every verb the operator uses, under the chart's RBAC."""
     account = f"{release.name}-inference-operator"
     kubeconfig = _service_account_kubeconfig(
         kube_cluster, release.namespace, account, tmp_path / "kubeconfig"
@@ -249,6 +252,8 @@ def test_operator_reconciles_with_exactly_the_charts_rbac(
 
             models.delete_namespaced_custom_object(*MODEL_API, namespace, "inferencemodels", MODEL_NAME)
             wait_for(lambda: _model_gone(kube_cluster, namespace), timeout=120, what="model deleted")
+
+            _download_and_cleanup(kube_cluster, namespace, client)
     finally:
         uninstall_crd(kube_cluster, SERVICEMONITOR_CRD["metadata"]["name"])
 
@@ -259,6 +264,67 @@ def test_operator_reconciles_with_exactly_the_charts_rbac(
     assert not denial, f"the operator hit an RBAC denial ({denial[0]!r}):\n{_log_tail(log)}"
     new_denials = _forbidden_counts(kube_cluster) - forbidden_before
     assert not new_denials, f"the API server answered 403 to: {sorted(new_denials)}"
+
+
+def _download_and_cleanup(cluster: KubeCluster, namespace: str, client: Any) -> None:
+    """A Hugging Face model with a cache: its download Job (created, watched, its pod's log read), its
+    Deployment once the Job succeeded, and after the model's deletion the cleanup Job, then both Jobs
+    deleted. This test bed runs no job controller or kubelet: where the test writes Job and pod status it
+    stands in for them."""
+    batch, core = kubernetes.client.BatchV1Api(client), kubernetes.client.CoreV1Api(client)
+    apps, models = kubernetes.client.AppsV1Api(client), kubernetes.client.CustomObjectsApi(client)
+    source = {"huggingFace": {"repo": "HuggingFaceTB/SmolLM2-135M-Instruct"}}
+    hub = {
+        **MODEL,
+        "metadata": {"name": "hub"},
+        "spec": {"model": {"source": source, "cache": {"claimName": "c"}}},
+    }
+    models.create_namespaced_custom_object(*MODEL_API, namespace, "inferencemodels", hub)
+    selector = "app.kubernetes.io/component=model-download"
+    (job,) = wait_for(
+        lambda: batch.list_namespaced_job(namespace, label_selector=selector).items or None, what="Job"
+    )
+    name = job.metadata.name
+    pod = {
+        "metadata": {"name": f"{name}-a", "labels": {"job-name": name}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "download", "image": "x"}]},
+    }
+    core.create_namespaced_pod(namespace, pod)
+    running = {
+        "name": "download",
+        "ready": True,
+        "restartCount": 0,
+        "image": "x",
+        "imageID": "",
+        "state": {"running": {}},
+    }
+    core.patch_namespaced_pod_status(f"{name}-a", namespace, {"status": {"containerStatuses": [running]}})
+
+    def finish(job_name: str) -> None:
+        now = "2026-01-01T00:00:00Z"
+        condition = {"type": "Complete", "status": "True", "lastProbeTime": now, "lastTransitionTime": now}
+        status = {"startTime": now, "completionTime": now, "succeeded": 1, "conditions": [condition]}
+        batch.patch_namespaced_job_status(job_name, namespace, {"status": status})
+
+    def job_exists(job_name: str) -> bool:
+        try:
+            batch.read_namespaced_job(job_name, namespace)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    finish(name)
+    wait_for(
+        lambda: apps.list_namespaced_deployment(namespace, field_selector="metadata.name=hub").items,
+        what="hub",
+    )
+    models.delete_namespaced_custom_object(*MODEL_API, namespace, "inferencemodels", "hub")
+    cleanup = "rm-" + name.removeprefix("dl-")
+    wait_for(lambda: job_exists(cleanup), timeout=120, what="the cleanup Job")
+    finish(cleanup)
+    wait_for(lambda: not job_exists(name) and not job_exists(cleanup), timeout=120, what="both Jobs deleted")
 
 
 def _servicemonitor(cluster: KubeCluster, namespace: str) -> dict[str, Any] | None:

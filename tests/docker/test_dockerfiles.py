@@ -22,7 +22,8 @@ import yaml
 from inference_operator import settings as operator_settings
 from inference_operator.api.v1alpha1 import InferenceModelSpec
 from inference_operator.manifests import common as operator_build
-from inference_operator.manifests.deployment import CONFIG_PATH, MODELS_DIR, RUNTIME_UID, deployment
+from inference_operator.manifests.common import RUNTIME_UID
+from inference_operator.manifests.deployment import CONFIG_PATH, MODELS_DIR, deployment
 from inference_operator.names import HTTP_PORT
 from inference_runtime import settings as runtime_settings
 

@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from inference_operator.api import v1alpha1 as api
 from inference_operator.reconciler import describe
+from inference_policy import model_source
 
 
 def parse(spec: dict) -> api.InferenceModelSpec:
@@ -48,9 +49,41 @@ def test_defaults() -> None:
                     "source": {"hostPath": {"path": "/a"}, "persistentVolumeClaim": {"claimName": "c"}},
                 }
             },
-            "not both",
+            "set only one of model.source",
+        ),
+        (
+            {"model": {"source": {"s3": {"uri": "s3://b-1/m"}, "huggingFace": {"repo": "o/n"}}}},
+            "(found huggingFace and s3)",
         ),
         ({"model": {"path": "m"}, "unknownField": 1}, "spec.unknownField"),
+        ({"model": {}}, "spec.model: model.path is required unless model.source is huggingFace or s3"),
+        (
+            {"model": {"path": "m", "source": {"huggingFace": {"repo": "o/n"}}}},
+            "omit model.path with a huggingFace or s3 source",
+        ),
+        ({"model": {"path": "m", "cache": {"claimName": "c"}}}, "model.cache applies to huggingFace and s3"),
+        (
+            {"model": {"source": {"huggingFace": {"repo": "o/../n"}}}},
+            "spec.model.source.huggingFace: 'o/../n' is not a Hugging Face repository id",
+        ),
+        (
+            {"model": {"source": {"huggingFace": {"repo": "o/n", "revision": "v1/../../x"}}}},
+            "is not a revision",
+        ),
+        (
+            {"model": {"source": {"huggingFace": {"repo": "o/n", "files": ["../*.json"]}}}},
+            "is not a relative file pattern",
+        ),
+        ({"model": {"source": {"s3": {"uri": "s3://Bad_Bucket/m"}}}}, "is not an S3 bucket name"),
+        ({"model": {"source": {"s3": {"uri": "gs://bucket/m"}}}}, "spec.model.source.s3.uri"),
+        ({"model": {"source": {"s3": {"uri": "s3://bucket/m", "endpoint": "ftp://x"}}}}, "s3.endpoint"),
+        (
+            {
+                "model": {"source": {"s3": {"uri": "s3://bucket/m"}}},
+                "env": [{"name": "AWS_ENDPOINT_URL", "value": "http://127.0.0.1:9000"}],
+            },
+            "AWS_ENDPOINT_URL must come from model.source",
+        ),
     ],
 )
 def test_invalid_specs_explain_themselves(spec: dict, fragment: str) -> None:
@@ -58,7 +91,25 @@ def test_invalid_specs_explain_themselves(spec: dict, fragment: str) -> None:
         parse(spec)
     message = describe(info.value)
     assert fragment in message
-    assert "http" not in message  # no pydantic documentation URLs in a status message
+    assert "errors.pydantic" not in message  # no pydantic documentation URLs in a status message
+
+
+def test_remote_sources_parse_into_the_runtimes_source() -> None:
+    hub = parse({"model": {"source": {"huggingFace": {"repo": "o/n", "files": ["*.json"]}}}})
+    assert hub.model.download_source() == model_source.HubSource("o/n", "main", ("*.json",))
+    s3 = parse(
+        {
+            "model": {
+                "source": {
+                    "s3": {"uri": "s3://bucket/m", "endpoint": "http://127.0.0.1:9000", "region": "eu-west-1"}
+                }
+            }
+        }
+    )
+    assert s3.model.download_source() == model_source.S3Source(
+        "bucket", "m/", endpoint="http://127.0.0.1:9000", region="eu-west-1"
+    )
+    assert parse({"model": {"path": "m"}}).model.download_source() is None
 
 
 def test_gpus_above_tp_and_cpu_tp_are_fine() -> None:

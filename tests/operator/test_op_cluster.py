@@ -105,6 +105,7 @@ class Api:
             ("svc", self.core.list_namespaced_service(self.ns).items),
             ("deploy", self.apps.list_namespaced_deployment(self.ns).items),
             ("event", self.core.list_namespaced_event(self.ns).items),
+            ("job", kubernetes.client.BatchV1Api(self.custom.api_client).list_namespaced_job(self.ns).items),
         ):
             versions |= {f"{kind}/{o.metadata.name}": o.metadata.resource_version for o in items}
         return versions
@@ -250,18 +251,33 @@ class ResyncCounter(logging.Handler):
 
 
 def test_steady_state_makes_no_writes(api: Api, run_operator: Callable[..., Any]) -> None:
+    _assert_no_writes_in_steady_state(api, run_operator, SPEC)
+
+
+def _assert_no_writes_in_steady_state(
+    api: Api,
+    run_operator: Callable[..., Any],
+    spec: dict[str, Any],
+    settle: Callable[[], None] = lambda: None,
+) -> None:
+    """Create a model from ``spec``, ``settle`` it (e.g. finish its download), then count writes over three
+    resync passes: there must be none."""
     counter = ResyncCounter()
     logging.getLogger("kopf.objects").addHandler(counter)
     try:
         with run_operator(api.ns):
-            api.create_model(SPEC)
+            api.create_model(spec)
             api.wait_observed(1)
+            settle()
             wait_for(api.deployment, what="Deployment")
             # kopf records a handled creation in an annotation: after that, nothing is left to write.
             handled = "inference.vif.dev/last-handled-configuration"
             wait_for(
                 lambda: handled in api.model()["metadata"].get("annotations", {}), what="creation handled"
             )
+            # One more full pass after the Deployment exists: what that creation triggered is written.
+            settled = counter.passes
+            wait_for(lambda: counter.passes > settled, what="a resync after the Deployment exists")
             before, passes = api.resource_versions(), counter.passes
             changes: list[dict[str, str]] = []
 
@@ -525,3 +541,261 @@ def test_replicas_elect_a_leader_through_kopf_peering(
         assert peer["priority"] > 0  # random: replicas of equal priority would all work at once
         api.create_model(SPEC)
         wait_for(api.deployment, what="Deployment from the peered operator")
+
+
+# Models from Hugging Face and S3. This test bed runs no job controller or kubelet: where a test marks a
+# download Job succeeded or failed (its status subresource) or writes a download pod's termination
+# message, it stands in for the controller-manager and the kubelet, which it does not run.
+HF_SECRET_VALUE = "hf_not_a_real_token_8c1f"
+S3_SECRET_VALUE = "not-a-real-aws-secret-5e2a"
+HF_CACHED = {
+    "model": {
+        "source": {
+            "huggingFace": {"repo": "HuggingFaceTB/SmolLM2-135M-Instruct", "tokenSecret": {"name": "hf"}}
+        },
+        "cache": {"claimName": "model-cache"},
+    }
+}
+DOWNLOADS = {"app.kubernetes.io/component": "model-download"}
+
+
+def _jobs(api: Api) -> list[Any]:
+    selector = ",".join(f"{k}={v}" for k, v in DOWNLOADS.items())
+    return (
+        kubernetes.client.BatchV1Api(api.custom.api_client)
+        .list_namespaced_job(api.ns, label_selector=selector)
+        .items
+    )
+
+
+def _job(api: Api, name: str) -> Any:
+    with contextlib.suppress(kubernetes.client.ApiException):
+        return kubernetes.client.BatchV1Api(api.custom.api_client).read_namespaced_job(name, api.ns)
+    return None
+
+
+def _finish_job(api: Api, name: str, *, succeeded: bool) -> None:
+    """Stand-in for the job controller: the Job's terminal status, as it would write it."""
+    now = "2026-01-01T00:00:00Z"
+    condition = {"type": "Complete" if succeeded else "Failed", "status": "True", "lastProbeTime": now}
+    condition |= {"lastTransitionTime": now}
+    if not succeeded:
+        condition |= {
+            "reason": "BackoffLimitExceeded",
+            "message": "Job has reached the specified backoff limit",
+        }
+    status: dict[str, Any] = {"startTime": now, "conditions": [condition]}
+    status |= {"succeeded": 1, "completionTime": now} if succeeded else {"failed": 3}
+    batch = kubernetes.client.BatchV1Api(api.custom.api_client)
+    batch.patch_namespaced_job_status(name, api.ns, {"status": status})
+
+
+def _secret(api: Api, name: str, data: dict[str, str]) -> None:
+    body = {"metadata": {"name": name}, "stringData": data}
+    api.core.create_namespaced_secret(api.ns, body)
+
+
+def _everything(api: Api) -> str:
+    """Every object the operator may write in the namespace, and the models with their status, as text."""
+    client = api.custom.api_client
+    objects = [
+        *api.apps.list_namespaced_deployment(api.ns).items,
+        *api.core.list_namespaced_config_map(api.ns).items,
+        *api.core.list_namespaced_event(api.ns).items,
+        *api.core.list_namespaced_pod(api.ns).items,
+        *_jobs(api),
+    ]
+    models = api.custom.list_namespaced_custom_object(GROUP, VERSION, api.ns, PLURAL)
+    return json.dumps([client.sanitize_for_serialization(o) for o in objects]) + json.dumps(models)
+
+
+def _events(api: Api, model: str) -> dict[str, str]:
+    events = api.core.list_namespaced_event(api.ns, field_selector=f"involvedObject.name={model}").items
+    return {e.reason: e.message for e in events}
+
+
+def test_hf_source_with_a_cache_downloads_once_before_any_pod(api: Api, operator: Any) -> None:
+    _secret(api, "hf", {"token": HF_SECRET_VALUE})
+    api.create_model(HF_CACHED)
+    api.create_model({**HF_CACHED, "replicas": 2}, name="second")  # the same source and revision
+    (job,) = wait_for(lambda: _jobs(api) or None, what="the download Job")
+    for name in ("smollm2", "second"):
+        wait_for(
+            lambda name=name: api.condition("ModelAvailable", name).get("reason") == "Downloading",
+            what=f"{name} downloading",
+        )
+        ready = api.condition("Ready", name)
+        assert (ready["status"], ready["reason"]) == ("False", "Downloading")
+        assert job.metadata.name in api.condition("ModelAvailable", name)["message"]
+    assert len(_jobs(api)) == 1, "a second model with the same source must reuse the Job"
+    # No pods may be requested before the download is there: no Deployment, no ConfigMap for them yet.
+    assert api.deployment() is None and api.deployment("second") is None
+    assert not [
+        c for c in api.core.list_namespaced_config_map(api.ns).items if c.metadata.name.endswith("-config")
+    ]
+    assert api.core.read_namespaced_service("smollm2", api.ns)  # the endpoint exists from the start
+
+    container = job.spec.template.spec.containers[0]
+    assert container.args[:3] == [
+        "--download-only",
+        "--model-uri",
+        "hf://HuggingFaceTB/SmolLM2-135M-Instruct@main",
+    ]
+    (token,) = container.env
+    assert (token.name, token.value_from.secret_key_ref.name, token.value_from.secret_key_ref.key) == (
+        "HF_TOKEN",
+        "hf",
+        "token",
+    )
+    (volume,) = job.spec.template.spec.volumes
+    assert volume.persistent_volume_claim.claim_name == "model-cache"
+    assert not volume.persistent_volume_claim.read_only
+    assert job.spec.template.spec.security_context.run_as_non_root is True
+    assert not job.metadata.owner_references  # shared: no one model owns it
+    assert "DownloadStarted" in _events(api, "smollm2")
+
+    _finish_job(api, job.metadata.name, succeeded=True)
+    for name in ("smollm2", "second"):
+        dep = wait_for(lambda name=name: api.deployment(name), what=f"the Deployment of {name}")
+        pod = dep.spec.template.spec
+        (models,) = (v for v in pod.volumes if v.name == "models")
+        assert (models.persistent_volume_claim.claim_name, models.persistent_volume_claim.read_only) == (
+            "model-cache",
+            True,
+        )
+        assert not pod.init_containers
+        config = api.core.read_namespaced_config_map(f"{name}-config", api.ns).data["model_config.json"]
+        assert json.loads(config)[name]["model_path"] == "hf://HuggingFaceTB/SmolLM2-135M-Instruct@main"
+        wait_for(
+            lambda name=name: api.condition("ModelAvailable", name).get("reason") == "Downloaded",
+            what=f"{name} downloaded",
+        )
+    wait_for(lambda: "Downloaded" in _events(api, "smollm2"), what="the Downloaded event")
+    assert len(_jobs(api)) == 1
+    assert HF_SECRET_VALUE not in _everything(api)
+
+
+def test_a_new_revision_downloads_while_the_old_pods_serve(api: Api, operator: Any) -> None:
+    api.create_model(HF_CACHED)
+    (first,) = wait_for(lambda: _jobs(api) or None, what="the download Job")
+    _finish_job(api, first.metadata.name, succeeded=True)
+    old = wait_for(api.deployment, what="the Deployment")
+    old_hash = old.spec.template.metadata.annotations["inference.vif.dev/config-hash"]
+
+    api.patch_spec({"model": {"source": {"huggingFace": {"revision": "v2"}}}})
+    jobs = wait_for(lambda: _jobs(api) if len(_jobs(api)) == 2 else None, what="the new revision's Job")
+    (second,) = (j for j in jobs if j.metadata.name != first.metadata.name)
+    assert second.spec.template.spec.containers[0].args[2].endswith("@v2")
+    api.wait_observed(2)
+    assert api.condition("ModelAvailable")["reason"] == "Downloading"
+    assert api.condition("Progressing")["reason"] == "Downloading"
+    # The old revision's pods are left as they are until the new one is downloaded.
+    still = api.deployment()
+    assert still.spec.template.metadata.annotations["inference.vif.dev/config-hash"] == old_hash
+    config = api.core.read_namespaced_config_map("smollm2-config", api.ns).data["model_config.json"]
+    assert "@main" in config
+
+    _finish_job(api, second.metadata.name, succeeded=True)
+
+    def rolled() -> bool:
+        dep = api.deployment()
+        return dep.spec.template.metadata.annotations["inference.vif.dev/config-hash"] != old_hash
+
+    wait_for(rolled, what="the pods rolled to v2")
+    config = api.core.read_namespaced_config_map("smollm2-config", api.ns).data["model_config.json"]
+    assert "@v2" in config
+    api.wait_condition("ModelAvailable", "True", "Downloaded")
+
+    # No model uses main any more and no Deployment serves it: a cleanup Job removes exactly its folder.
+    key = first.metadata.annotations["inference.vif.dev/cache-key"]
+    cleanup = wait_for(lambda: _job(api, "rm-" + first.metadata.name.removeprefix("dl-")), what="cleanup Job")
+    (container,) = cleanup.spec.template.spec.containers
+    assert container.command == ["rm", "-rf", "--", f"/models/{key}/main"]
+    assert cleanup.spec.template.spec.volumes[0].persistent_volume_claim.claim_name == "model-cache"
+    assert _job(api, second.metadata.name) is not None  # the revision in use stays
+    _finish_job(api, cleanup.metadata.name, succeeded=True)
+    wait_for(
+        lambda: _job(api, first.metadata.name) is None and _job(api, cleanup.metadata.name) is None,
+        what="the old download Job and the cleanup Job deleted",
+    )
+    assert _job(api, second.metadata.name) is not None
+
+    # The last user deleted: once garbage collection removed its Deployment, its revision goes too.
+    api.custom.delete_namespaced_custom_object(GROUP, VERSION, api.ns, PLURAL, "smollm2")
+    last = wait_for(lambda: _job(api, "rm-" + second.metadata.name.removeprefix("dl-")), what="cleanup of v2")
+    assert last.spec.template.spec.containers[0].command[-1] == f"/models/{key}/v2"
+
+
+def test_a_failed_s3_download_says_why(api: Api, operator: Any) -> None:
+    _secret(api, "s3", {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": S3_SECRET_VALUE})
+    source = {
+        "uri": "s3://models/llama",
+        "endpoint": "http://127.0.0.1:9000",
+        "region": "eu-west-1",
+        "credentialsSecret": {"name": "s3"},
+    }
+    api.create_model({"model": {"source": {"s3": source}, "cache": {"claimName": "model-cache"}}})
+    (job,) = wait_for(lambda: _jobs(api) or None, what="the download Job")
+    env = {e.name: e for e in job.spec.template.spec.containers[0].env}
+    assert env["AWS_ENDPOINT_URL"].value == "http://127.0.0.1:9000" and env["AWS_REGION"].value == "eu-west-1"
+    assert env["AWS_SECRET_ACCESS_KEY"].value_from.secret_key_ref.to_dict() == {
+        "name": "s3",
+        "key": "AWS_SECRET_ACCESS_KEY",
+        "optional": None,
+    }
+    # Stand-in for the job controller and the kubelet: the Job's pod, its download exited 1 with the
+    # runtime's one-line message in the termination log.
+    said = "unauthorised: the store refused the credentials for s3://models/llama/"
+    pod = {
+        "metadata": {
+            "name": f"{job.metadata.name}-x1",
+            "labels": {"job-name": job.metadata.name, **DOWNLOADS},
+        },
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "download", "image": "x"}]},
+    }
+    api.core.create_namespaced_pod(api.ns, pod)
+    terminated = {"exitCode": 1, "reason": "Error", "message": said}
+    status = {
+        "containerStatuses": [
+            {"name": "download", "ready": False, "restartCount": 0, "image": "x", "imageID": ""}
+        ]
+    }
+    status["containerStatuses"][0]["state"] = {"terminated": terminated}
+    api.core.patch_namespaced_pod_status(pod["metadata"]["name"], api.ns, {"status": status})
+    _finish_job(api, job.metadata.name, succeeded=False)
+
+    available = api.wait_condition("ModelAvailable", "False", "DownloadFailed")
+    assert said in available["message"]
+    assert api.condition("Ready")["reason"] == "DownloadFailed"
+    assert api.condition("Degraded")["reason"] == "DownloadFailed"
+    assert api.deployment() is None
+    wait_for(lambda: "DownloadFailed" in _events(api, "smollm2"), what="the DownloadFailed event")
+    assert S3_SECRET_VALUE not in _everything(api)
+
+
+def test_without_a_cache_each_pod_downloads_in_an_init_container(api: Api, operator: Any) -> None:
+    api.create_model({"model": {"source": HF_CACHED["model"]["source"]}})
+    api.create_model(SPEC, name="local")
+    dep = wait_for(api.deployment, what="the Deployment")  # nothing to wait for: pods download themselves
+    pod = dep.spec.template.spec
+    (init,) = pod.init_containers
+    assert init.name == "download" and init.args[:2] == ["--download-only", "--config"]
+    (models,) = (v for v in pod.volumes if v.name == "models")
+    assert models.empty_dir is not None
+    assert {m.mount_path: m.read_only for m in pod.containers[0].volume_mounts}["/models"] is True
+    config = api.core.read_namespaced_config_map("smollm2-config", api.ns).data["model_config.json"]
+    assert json.loads(config)["smollm2"]["model_path"] == "hf://HuggingFaceTB/SmolLM2-135M-Instruct@main"
+    assert _jobs(api) == []
+    available = api.wait_condition("ModelAvailable", "False", "Downloading")
+    assert "own volume" in available["message"]
+    wait_for(lambda: api.condition("ModelAvailable", "local").get("reason") == "LocalSource", what="local")
+
+
+def test_steady_state_with_a_finished_download_makes_no_writes(
+    api: Api, run_operator: Callable[..., Any]
+) -> None:
+    def finish() -> None:
+        (job,) = wait_for(lambda: _jobs(api) or None, what="the download Job")
+        _finish_job(api, job.metadata.name, succeeded=True)
+
+    _assert_no_writes_in_steady_state(api, run_operator, HF_CACHED, finish)

@@ -2,9 +2,9 @@
 
 One check per control of the published standard (kubernetes.io/docs/concepts/security/pod-security-standards,
 the baseline controls and the restricted ones on top), applied to the pod templates of every object
-``manifests.desired`` returns, for a range of specs. The one documented exception: a hostPath model
-source (off unless the cluster admin allows a prefix) is a hostPath volume, which ``restricted``
-forbids; the test asserts that this is then the only control it breaks.
+``manifests.desired`` returns (and of the download Job of a cached source), for a range of specs. The
+one documented exception: a hostPath model source (off unless the cluster admin allows a prefix) is a
+hostPath volume, which ``restricted`` forbids; the test asserts that this is then the only control it breaks.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from op_helpers import make_model
 
-from inference_operator.manifests import desired
+from inference_operator.manifests import desired, download_job
 from inference_operator.settings import OperatorSettings
 
 SETTINGS = OperatorSettings(runtime_image="registry.example.invalid/runtime:1")
@@ -35,6 +35,15 @@ SPECS: dict[str, dict[str, Any]] = {
     },
     "gpu-tp2": {"model": {"path": "llama"}, "tensorParallelSize": 2, "gpus": 2, "replicas": 0},
     "cpu-tp2": {"model": {"path": "llama"}, "tensorParallelSize": 2},
+    "hf-init-container": {
+        "model": {"source": {"huggingFace": {"repo": "o/n", "tokenSecret": {"name": "hf"}}}},
+    },
+    "s3-cache-job": {
+        "model": {
+            "source": {"s3": {"uri": "s3://bucket/m", "credentialsSecret": {"name": "s3"}}},
+            "cache": {"claimName": "model-cache"},
+        },
+    },
 }
 HOST_PATH_SPEC = {"model": {"path": "m", "source": {"hostPath": {"path": "/srv/models"}}}}
 
@@ -67,7 +76,11 @@ APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
 
 def pod_templates(spec: dict[str, Any]) -> Iterator[tuple[dict[str, Any], PodSpec]]:
     """(pod metadata, pod spec) of every pod template among the objects built for ``spec``."""
-    for obj in desired(make_model(spec), SETTINGS, monitoring_available=True):
+    model = make_model(spec)
+    objects = desired(model, SETTINGS, monitoring_available=True)
+    if model.spec.model.cache:
+        objects.append(download_job(model, SETTINGS))
+    for obj in objects:
         template = obj.get("spec", {}).get("template")
         if template and "containers" in template.get("spec", {}):
             yield template.get("metadata", {}), template["spec"]

@@ -173,3 +173,137 @@ def test_a_refused_apply_is_not_a_complete_rollout() -> None:
     conds = by_type(status.conditions(observed))
     assert conds["Progressing"]["status"] == "False" and conds["Progressing"]["reason"] == "ApplyFailed"
     assert conds["Degraded"]["reason"] == "ApplyFailed"
+
+
+# ModelAvailable: downloads of huggingFace/s3 sources (objects as the job controller and kubelet write them).
+URI = "hf://o/n@main"
+
+
+def job(*conditions: tuple[str, str, str]) -> dict[str, Any]:
+    conds = [{"type": t, "status": "True", "reason": r, "message": m} for t, r, m in conditions]
+    return {"metadata": {"name": "dl-hf-o--n-main-0123456789"}, "status": {"conditions": conds}}
+
+
+def download_pod(exit_code: int, message: str, *, init: bool = False) -> dict[str, Any]:
+    terminated = {"exitCode": exit_code, "reason": "Error" if exit_code else "Completed", "message": message}
+    key = "initContainerStatuses" if init else "containerStatuses"
+    return {
+        "metadata": {"name": "p"},
+        "status": {key: [{"name": "download", "state": {"terminated": terminated}}]},
+    }
+
+
+def in_cache(
+    job_: dict[str, Any] | None, pods: list[dict[str, Any]] = (), progress: str | None = None
+) -> Any:
+    return status.Download("job", URI, job=job_, job_pods=pods, progress=progress, claim="cache")
+
+
+def test_local_sources_are_available() -> None:
+    conds = by_type(
+        status.conditions(
+            status.Observed(
+                1, 1, rollout_done(1), [pod(ready=True)], download=status.Download("local", "the image")
+            )
+        )
+    )
+    assert conds["ModelAvailable"]["status"] == "True" and conds["ModelAvailable"]["reason"] == "LocalSource"
+    assert conds["Ready"]["status"] == "True"
+
+
+def test_while_the_job_downloads_ready_is_false_with_its_progress() -> None:
+    progress = "27% (12.3 MiB of 45.6 MiB, 3 of 10 files)"
+    conds = by_type(
+        status.conditions(status.Observed(1, 1, None, [], download=in_cache(job(), progress=progress)))
+    )
+    available = conds["ModelAvailable"]
+    assert (available["status"], available["reason"]) == ("False", "Downloading")
+    assert progress in available["message"] and "cache" in available["message"]
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", "Downloading")
+    assert conds["Ready"]["message"] == available["message"]
+    assert (conds["Progressing"]["status"], conds["Progressing"]["reason"]) == ("True", "Downloading")
+    assert conds["Degraded"]["status"] == "False"
+    assert not status.downloaded(in_cache(job()))
+
+
+def test_a_job_not_yet_started_says_so() -> None:
+    message = by_type(status.conditions(status.Observed(1, 1, None, [], download=in_cache(None))))[
+        "ModelAvailable"
+    ]["message"]
+    assert "waiting for it to start" in message
+
+
+def test_a_succeeded_job_makes_the_model_available() -> None:
+    done = in_cache(job(("Complete", "", "")))
+    assert status.downloaded(done)
+    conds = by_type(
+        status.conditions(status.Observed(1, 1, rollout_done(1), [pod(ready=True)], download=done))
+    )
+    assert (conds["ModelAvailable"]["status"], conds["ModelAvailable"]["reason"]) == ("True", "Downloaded")
+    assert (conds["Ready"]["status"], conds["Progressing"]["reason"]) == ("True", "RolloutComplete")
+
+
+def test_a_failed_job_says_what_the_download_said() -> None:
+    said = "unauthorised: the Hub refused the token for o/n (set model.source.huggingFace.tokenSecret)"
+    failed = in_cache(
+        job(("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")),
+        [download_pod(1, said)],
+    )
+    conds = by_type(status.conditions(status.Observed(1, 1, None, [], download=failed)))
+    assert (conds["ModelAvailable"]["reason"], conds["Ready"]["reason"]) == (
+        "DownloadFailed",
+        "DownloadFailed",
+    )
+    assert (
+        said in conds["ModelAvailable"]["message"] and "delete the Job" in conds["ModelAvailable"]["message"]
+    )
+    assert (conds["Degraded"]["status"], conds["Degraded"]["reason"]) == ("True", "DownloadFailed")
+    assert (conds["Progressing"]["status"], conds["Progressing"]["reason"]) == ("False", "DownloadFailed")
+    # Without a pod to ask (deleted), the Job's own reason still tells something.
+    bare = in_cache(job(("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")))
+    message = by_type(status.conditions(status.Observed(1, 1, None, [], download=bare)))["ModelAvailable"][
+        "message"
+    ]
+    assert "DeadlineExceeded" in message
+
+
+def test_old_pods_keep_serving_while_a_new_revision_downloads() -> None:
+    conds = by_type(
+        status.conditions(status.Observed(2, 1, rollout_done(1), [pod(ready=True)], download=in_cache(job())))
+    )
+    assert conds["ModelAvailable"]["reason"] == "Downloading"
+    assert conds["Ready"]["status"] == "True"  # the previous revision serves
+    assert (conds["Progressing"]["status"], conds["Progressing"]["reason"]) == ("True", "Downloading")
+
+
+def test_per_pod_downloads_say_each_pod_has_its_own_volume() -> None:
+    own = status.Download("pod", URI)
+    assert status.downloaded(own)
+    waiting_ = by_type(status.conditions(status.Observed(1, 1, rollout_done(1), [pod()], download=own)))
+    assert waiting_["ModelAvailable"]["reason"] == "Downloading"
+    assert (
+        "own volume" in waiting_["ModelAvailable"]["message"]
+        and "model.cache" in waiting_["ModelAvailable"]["message"]
+    )
+    assert waiting_["Ready"]["reason"] == "Downloading"
+    done = by_type(
+        status.conditions(
+            status.Observed(1, 1, rollout_done(1), [download_pod(0, "", init=True)], download=own)
+        )
+    )
+    assert done["ModelAvailable"]["status"] == "True" and "own volume" in done["ModelAvailable"]["message"]
+    failed = by_type(
+        status.conditions(
+            status.Observed(
+                1, 1, rollout_done(1), [download_pod(1, "not found: o/n", init=True)], download=own
+            )
+        )
+    )
+    assert (
+        failed["ModelAvailable"]["reason"] == "DownloadFailed"
+        and "not found: o/n" in failed["ModelAvailable"]["message"]
+    )
+
+
+def test_without_a_download_observation_there_is_no_model_condition() -> None:
+    assert "ModelAvailable" not in by_type(status.conditions(status.Observed(1, 1, None, [])))

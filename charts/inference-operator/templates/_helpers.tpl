@@ -143,16 +143,26 @@ granted (the RBAC test in tests/chart runs the operator under exactly these rule
   resources: [services, configmaps]
   verbs: [get, list, watch, create, patch]
 # Runtime pods: counted for status.replicas/readyReplicas and read for failure reasons (list), watched
-# so status follows pod changes (watch).
+# so status follows pod changes (watch). Download pods: their log's last progress line (pods/log get).
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
+# Shared download Jobs of huggingFace/s3 sources with model.cache: created once (create, patch: server-side
+# apply), read for their outcome (get), watched so models start when theirs succeeds (list, watch), and
+# deleted with the cached revision no model uses any more (delete).
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, patch, delete]
 # The model's ServiceMonitor when prometheus-operator is installed: read to diff, applied (create,
 # patch), and deleted when spec.monitoring.enabled is switched off (Reconciler._prune_servicemonitor).
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
   verbs: [get, create, patch, delete]
-# kopf posts warning-level Kubernetes Events about the resources it handles.
+# kopf posts warning-level Kubernetes Events about the resources it handles; the reconciler posts the
+# download's start, end and failure.
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from inference_policy import model_source
 from inference_policy.engine import (
     PATH_ENGINE_ARGS,
     RESERVED_ENGINE_ARGS,
@@ -56,6 +57,11 @@ FreeForm = Annotated[
 _RELATIVE_PATH = r"^[^/]"
 _DURATION = r"^[0-9]+(ms|s|m|h)$"
 _SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+_RESOURCE_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # a DNS subdomain, as Secret and PVC names are
+_HTTP_URL = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
+# Variables that make the runtime compute a different cache folder than the operator mounts (the
+# endpoint is part of the cache key): with a remote source they come from model.source only.
+SOURCE_ENV = frozenset({"HF_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_REGION"})
 
 
 class _Schema(BaseModel):
@@ -121,40 +127,175 @@ class HostPathSource(_Schema):
         return value
 
 
+class SecretKeySelector(_Schema):
+    """A key of a Secret in the same namespace, passed to the download as an environment variable."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=_RESOURCE_NAME, description="Secret name.")
+    key: str = Field("token", min_length=1, description="Key whose value is the Hugging Face token.")
+
+
+class SecretReference(_Schema):
+    """A Secret in the same namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=_RESOURCE_NAME, description="Secret name.")
+
+
+class HuggingFaceSource(_Schema):
+    """Download a model repository from the Hugging Face Hub (model.path must be omitted)."""
+
+    repo: str = Field(min_length=1, max_length=192, description="Repository id, `owner/name` (or `name`).")
+    revision: str = Field(
+        model_source.DEFAULT_HF_REVISION,
+        min_length=1,
+        max_length=128,
+        description="Branch, tag or commit to serve; a change downloads the new revision, then rolls pods.",
+    )
+    token_secret: SecretKeySelector | None = Field(
+        None, description="Secret key holding a Hub token (HF_TOKEN), for gated or private repositories."
+    )
+    files: list[
+        Annotated[str, Field(min_length=1, description="A glob pattern relative to the repository.")]
+    ] = Field(
+        default_factory=list,
+        description="Glob patterns of the files to download, e.g. ['*.json', '*.safetensors']; "
+        "default: every file.",
+    )
+
+    @model_validator(mode="after")
+    def _valid_source(self) -> HuggingFaceSource:
+        model_source.HubSource(repo=self.repo, revision=self.revision, patterns=tuple(self.files))
+        return self
+
+
+class S3ModelSource(_Schema):
+    """Download every object under a prefix of an S3 (or S3-compatible) bucket; omit model.path."""
+
+    uri: str = Field(
+        pattern=r"^s3://", max_length=1100, description="`s3://bucket/prefix` of the model's folder."
+    )
+    endpoint: str | None = Field(
+        None,
+        pattern=_HTTP_URL,
+        max_length=512,
+        description="http(s) URL of an S3-compatible store (AWS_ENDPOINT_URL); default: AWS.",
+    )
+    region: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$", description="Region (AWS_REGION)."
+    )
+    credentials_secret: SecretReference | None = Field(
+        None,
+        description="Secret with the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; default: anonymous "
+        "access (or whatever the node's environment provides).",
+    )
+
+    @model_validator(mode="after")
+    def _valid_source(self) -> S3ModelSource:
+        model_source.parse_model_uri(self.uri, s3_endpoint=self.endpoint, s3_region=self.region)
+        return self
+
+
 class ModelSource(_Schema):
-    """Where /models comes from. Leave both fields out when the runtime image carries the model."""
+    """Where /models comes from: at most one kind. Leave every field out when the image carries the model."""
 
     persistent_volume_claim: PersistentVolumeClaimSource | None = Field(
         None, description="Mount an existing PersistentVolumeClaim at /models."
     )
     host_path: HostPathSource | None = Field(None, description="Mount a node folder at /models.")
+    hugging_face: HuggingFaceSource | None = Field(
+        None, description="Download a Hugging Face Hub repository before the runtime starts."
+    )
+    s3: S3ModelSource | None = Field(None, description="Download an S3 prefix before the runtime starts.")
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSource:
-        if self.persistent_volume_claim is not None and self.host_path is not None:
+        kinds = [
+            alias
+            for alias, value in (
+                ("persistentVolumeClaim", self.persistent_volume_claim),
+                ("hostPath", self.host_path),
+                ("huggingFace", self.hugging_face),
+                ("s3", self.s3),
+            )
+            if value is not None
+        ]
+        if len(kinds) > 1:
             raise ValueError(
-                "set either model.source.persistentVolumeClaim or model.source.hostPath, not both"
+                "set only one of model.source.persistentVolumeClaim, hostPath, huggingFace and s3 "
+                f"(found {' and '.join(kinds)})"
             )
         return self
+
+    @property
+    def remote(self) -> HuggingFaceSource | S3ModelSource | None:
+        """The download source, if the model is downloaded rather than mounted."""
+        return self.hugging_face or self.s3
+
+
+class ModelCache(_Schema):
+    """A PersistentVolumeClaim shared by every model of the namespace that downloads its weights.
+
+    One Job downloads each (source, revision) once into it; pods mount it read-only. Use a ReadWriteMany
+    claim when pods may run on several nodes.
+    """
+
+    claim_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=_RESOURCE_NAME,
+        description="Name of the PersistentVolumeClaim in the same namespace.",
+    )
 
 
 class ModelSpec(_Schema):
     """The weights to serve."""
 
-    path: str = Field(
+    path: str | None = Field(
+        None,
         min_length=1,
         pattern=_RELATIVE_PATH,
-        description="Hugging Face model folder, relative to /models (the runtime's MODEL_ROOT).",
+        description="Hugging Face model folder, relative to /models (the runtime's MODEL_ROOT). Required "
+        "unless model.source is huggingFace or s3, and omitted then.",
     )
     source: ModelSource | None = Field(
         None,
-        description="How /models is provided: a PersistentVolumeClaim, a host path, or (omitted) the image.",
+        description="How /models is provided: a PersistentVolumeClaim, a host path, a download from Hugging "
+        "Face or S3, or (omitted) the image.",
+    )
+    cache: ModelCache | None = Field(
+        None,
+        description="Shared download cache for huggingFace and s3 sources; without it every pod downloads "
+        "into its own emptyDir.",
     )
 
     @field_validator("path")
     @classmethod
-    def _inside_models(cls, value: str) -> str:
-        return _no_parent_segments(value, "model.path")
+    def _inside_models(cls, value: str | None) -> str | None:
+        return value if value is None else _no_parent_segments(value, "model.path")
+
+    @model_validator(mode="after")
+    def _path_matches_source(self) -> ModelSpec:
+        remote = self.source.remote if self.source else None
+        if remote is not None and self.path is not None:
+            raise ValueError(
+                "omit model.path with a huggingFace or s3 source: the downloaded folder is the model"
+            )
+        if remote is None and self.path is None:
+            raise ValueError("model.path is required unless model.source is huggingFace or s3")
+        if remote is None and self.cache is not None:
+            raise ValueError("model.cache applies to huggingFace and s3 sources only")
+        return self
+
+    def download_source(self) -> model_source.ModelSource | None:
+        """The runtime's view of the remote source (cache key, folder, URI), None for local sources."""
+        remote = self.source.remote if self.source else None
+        if isinstance(remote, HuggingFaceSource):
+            uri = f"{model_source.HF_SCHEME}{remote.repo}@{remote.revision}"
+            return model_source.parse_model_uri(uri, patterns=tuple(remote.files))
+        if isinstance(remote, S3ModelSource):
+            return model_source.parse_model_uri(
+                remote.uri, s3_endpoint=remote.endpoint, s3_region=remote.region
+            )
+        return None
 
 
 class ResourceRequirements(_Schema):
@@ -305,6 +446,17 @@ class InferenceModelSpec(_Schema):
                 raise ValueError(f"{var.name} may not be set: {why}")
         return value
 
+    @model_validator(mode="after")
+    def _source_env_from_source(self) -> InferenceModelSpec:
+        if self.model.source and self.model.source.remote:
+            clash = sorted(SOURCE_ENV & {var.name for var in self.env})
+            if clash:
+                raise ValueError(
+                    f"{', '.join(clash)} must come from model.source with a huggingFace or s3 source "
+                    "(they select the download's cache folder)"
+                )
+        return self
+
     @field_validator("resources")
     @classmethod
     def _no_gpu_in_resources(cls, value: ResourceRequirements | None) -> ResourceRequirements | None:
@@ -328,7 +480,7 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 class Condition(_Schema):
     """One aspect of the resource's state, in the usual Kubernetes shape."""
 
-    type: str = Field(description="Ready, Progressing, Degraded or MonitoringAvailable.")
+    type: str = Field(description="Ready, Progressing, Degraded, MonitoringAvailable or ModelAvailable.")
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason, stable for automation.")
     message: str = Field(description="Human-readable explanation.")
@@ -348,7 +500,7 @@ class InferenceModelStatus(_Schema):
     endpoint: str | None = Field(None, description="In-cluster URL of the model's Service.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Progressing, Degraded and MonitoringAvailable.",
+        description="Ready, Progressing, Degraded, MonitoringAvailable and ModelAvailable.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from inference_operator.manifests.common import Model, metadata
+from inference_policy.model_source import HubSource
 
 CONFIG_KEY = "model_config.json"
 
@@ -13,9 +14,12 @@ CONFIG_KEY = "model_config.json"
 def model_config(model: Model) -> dict[str, Any]:
     """The model_config.json document: one entry, keyed by the served model name."""
     spec = model.spec
-    entry = {
+    # A remote source is its URI: the runtime resolves it to model_dir(MODEL_ROOT, source), where the
+    # download (init container or Job) put it.
+    source = spec.model.download_source()
+    entry: dict[str, Any] = {
         "class_name": spec.protocol,
-        "model_path": spec.model.path,
+        "model_path": source.uri if source else spec.model.path,
         "max_model_len": spec.max_model_len,
         "chat_template": spec.chat_template,
         "dtype": spec.dtype,
@@ -23,6 +27,8 @@ def model_config(model: Model) -> dict[str, Any]:
         "gpu_memory_utilization": spec.gpu_memory_utilization,
         "engine_args": dict(spec.engine_args),
     }
+    if isinstance(source, HubSource) and source.patterns:
+        entry["allow_patterns"] = list(source.patterns)
     return {model.served_name: entry}
 
 

@@ -9,7 +9,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from inference_operator.manifests.common import Model, content_hash, metadata
+from inference_operator.manifests import download
+from inference_operator.manifests.common import (
+    CONFIG_PATH,
+    MODELS_DIR,
+    TERMINATION_LOG,
+    Model,
+    container_security_context,
+    content_hash,
+    metadata,
+    pod_security_context,
+)
 from inference_operator.manifests.configmap import CONFIG_KEY
 from inference_operator.names import (
     CONFIG_HASH_ANNOTATION,
@@ -21,21 +31,17 @@ from inference_operator.names import (
 from inference_operator.settings import OperatorSettings
 
 CONTAINER = "runtime"
-CONFIG_PATH = "/etc/inference/model_config.json"
-MODELS_DIR = "/models"
 API_KEYS_DIR = "/etc/inference/api-keys"
 API_KEYS_FILE = f"{API_KEYS_DIR}/keys"
 # torch's and vLLM's compile caches (Dockerfile.runtime points TORCHINDUCTOR_CACHE_DIR and VLLM_CACHE_ROOT
 # below it): an emptyDir outlives container restarts, so a restarted runtime does not compile again.
 CACHE_DIR = "/var/cache/inference"
-TERMINATION_LOG = "/dev/termination-log"
 PRE_STOP_SECONDS = 5
 TERMINATION_GRACE_SECONDS = 60
 # The runtime's own drain: what is left of the pod's grace after the preStop wait, less a margin for the
 # engine's shutdown, so streams finish rather than being cut by the kubelet's SIGKILL.
 DRAIN_SECONDS = TERMINATION_GRACE_SECONDS - PRE_STOP_SECONDS - 5
 CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
-RUNTIME_UID = 10001  # the user Dockerfile.runtime creates (owns /models and its home)
 STARTUP_PERIOD_SECONDS = 10
 
 
@@ -48,10 +54,14 @@ def deployment(
     """
     spec = model.spec
     pod_labels = child_labels(model.name)
+    meta = metadata(model)
+    served = download.served_job(model)
+    if served:
+        meta["annotations"] = {download.SERVES_ANNOTATION: served}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(model),
+        "metadata": meta,
         "spec": {
             "replicas": spec.replicas,
             "selector": {"matchLabels": selector_labels(model.name)},
@@ -111,7 +121,8 @@ def runtime_args(model: Model) -> list[str]:
 
 
 def _env(model: Model) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [{"name": "MODEL_ROOT", "value": MODELS_DIR}]
+    # The endpoint of a remote source is part of its cache key: the runtime needs it to find the folder.
+    env: list[dict[str, Any]] = [{"name": "MODEL_ROOT", "value": MODELS_DIR}, *download.source_env(model)]
     if model.spec.api_key_secret:
         env.append({"name": "API_KEYS_FILE", "value": API_KEYS_FILE})
     own = [var.model_dump(by_alias=True, exclude_none=True) for var in model.spec.env]
@@ -156,7 +167,18 @@ def _volumes_and_mounts(model: Model) -> tuple[list[dict[str, Any]], list[dict[s
         {"name": "config", "mountPath": CONFIG_PATH, "subPath": CONFIG_KEY, "readOnly": True}
     ]
     source = model.spec.model.source
-    if source and source.persistent_volume_claim:
+    cache = model.spec.model.cache
+    if source and source.remote and cache:
+        # The shared cache the download Job filled; the runtime serves model_dir(/models, source) from it.
+        volumes.append(
+            {"name": "models", "persistentVolumeClaim": {"claimName": cache.claim_name, "readOnly": True}}
+        )
+        mounts.append({"name": "models", "mountPath": MODELS_DIR, "readOnly": True})
+    elif source and source.remote:
+        # The pod's own copy, written by the download init container before the runtime starts.
+        volumes.append({"name": "models", "emptyDir": {}})
+        mounts.append({"name": "models", "mountPath": MODELS_DIR, "readOnly": True})
+    elif source and source.persistent_volume_claim:
         pvc = source.persistent_volume_claim
         volumes.append(
             {"name": "models", "persistentVolumeClaim": {"claimName": pvc.claim_name, "readOnly": True}}
@@ -216,12 +238,7 @@ def _container(model: Model, settings: OperatorSettings, mounts: list[dict[str, 
         ),
         "readinessProbe": _probe("/ready", period=5, failures=3),
         "livenessProbe": _probe("/health", period=10, failures=3),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": container_security_context(),
     }
     if spec.image_pull_policy:
         container["imagePullPolicy"] = spec.image_pull_policy
@@ -231,23 +248,29 @@ def _container(model: Model, settings: OperatorSettings, mounts: list[dict[str, 
     return container
 
 
+def _init_containers(
+    model: Model, settings: OperatorSettings, mounts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The per-pod download of a remote source without model.cache (with it, a shared Job downloads)."""
+    source = model.spec.model.source
+    if not (source and source.remote) or model.spec.model.cache:
+        return {}
+    (config_mount,) = (m for m in mounts if m["name"] == "config")
+    return {"initContainers": [download.init_container(model, settings, config_mount)]}
+
+
 def _pod_spec(model: Model, settings: OperatorSettings) -> dict[str, Any]:
     spec = model.spec
     volumes, mounts = _volumes_and_mounts(model)
     pod: dict[str, Any] = {
         "containers": [_container(model, settings, mounts)],
+        **_init_containers(model, settings, mounts),
         "volumes": volumes,
         # The runtime never talks to the Kubernetes API, and service env vars only clutter its environment.
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUNTIME_UID,
-            "runAsGroup": RUNTIME_UID,
-            "fsGroup": RUNTIME_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(),
     }
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
