@@ -150,7 +150,11 @@ def test_hf_job_downloads_the_uri_into_the_cache_claim() -> None:
         "--termination-log",
         "/dev/termination-log",
     ]
-    assert env(container) == {"HF_TOKEN": {"secretKeyRef": {"name": "hf-token", "key": "token"}}}
+    # The image keeps serving processes off the Hub (HF_HUB_OFFLINE=1); the download turns that off.
+    assert env(container) == {
+        "HF_HUB_OFFLINE": "0",
+        "HF_TOKEN": {"secretKeyRef": {"name": "hf-token", "key": "token"}},
+    }
     annotations = job["metadata"]["annotations"]
     assert annotations["inference.vif.dev/cache-key"] == model_source.cache_key(source)
     assert annotations["inference.vif.dev/revision-dir"] == "v1.0"
@@ -166,6 +170,7 @@ def test_s3_job_gets_endpoint_region_and_credentials_by_reference() -> None:
         "AWS_REGION": "eu-west-1",
         "AWS_ACCESS_KEY_ID": {"secretKeyRef": {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID"}},
         "AWS_SECRET_ACCESS_KEY": {"secretKeyRef": {"name": "s3-creds", "key": "AWS_SECRET_ACCESS_KEY"}},
+        "HF_HUB_OFFLINE": "0",
     }
 
 

@@ -115,7 +115,9 @@ def _download_container(
         "image": model.spec.image or settings.runtime_image,
         "command": ["inference-runtime"],
         "args": args,
-        "env": source_env(model) + credential_env(model),
+        # The runtime image sets HF_HUB_OFFLINE=1 so that a serving process never reaches the Hub; the
+        # download is the one place that must.
+        "env": [{"name": "HF_HUB_OFFLINE", "value": "0"}, *source_env(model), *credential_env(model)],
         "volumeMounts": mounts,
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
