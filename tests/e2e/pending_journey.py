@@ -7,14 +7,16 @@ into test_journey.py and run `hack/test.sh tests/e2e -k NAME -v`.
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
-from e2e.test_journey import _metric, patch_spec
+from e2e.test_journey import QUESTION, _metric, patch_spec
 
 from fixtures.helpers import wait_for
 from fixtures.node import MODEL, OPERATOR_NAMESPACE, Node
 
 REVISION = "deployment.kubernetes.io/revision"
+STREAM_TOKENS = 800
 
 
 def pod_url(pod: dict[str, Any]) -> str:
@@ -27,11 +29,20 @@ def test_scale_out_serves_from_both_and_scale_in_drains(release: Node) -> None:
     pods = release.pods(MODEL)
     assert len(pods) == 2
     for pod in pods:
-        assert (
-            "Paris" in release.netns("chat", pod_url(pod), MODEL, "What is the capital of France?")["content"]
+        assert "Paris" in release.netns("chat", pod_url(pod), MODEL, QUESTION)["content"]
+    # A long stream on each pod (EOS ignored: tens of seconds on these cores, well inside the grace
+    # period), and each pod's log followed to its end: scaling in removes one of them, whose stream must
+    # still end complete, and whose log must show that it drained it.
+    logs = [
+        subprocess.Popen(
+            ["kubectl", "--kubeconfig", str(release.kubeconfig), "logs", "-f", pod["metadata"]["name"]],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
-    # A stream on each pod; scaling in removes one, whose stream must still end complete.
-    streams = [release.spawn_netns("stream", pod_url(pod), MODEL, "200") for pod in pods]
+        for pod in pods
+    ]
+    streams = [release.spawn_netns("stream", pod_url(pod), MODEL, str(STREAM_TOKENS)) for pod in pods]
     for pod in pods:
         wait_for(
             lambda pod=pod: _metric(release, pod_url(pod), "inference_requests_in_flight{") >= 1,
@@ -41,9 +52,15 @@ def test_scale_out_serves_from_both_and_scale_in_drains(release: Node) -> None:
     results = [release.result(s, 300) for s in streams]
     for result in results:
         assert result["error"] is None and result["done"], result
-        assert result["completion_tokens"] == 200, result
+        assert result["completion_tokens"] == STREAM_TOKENS, result
     release.wait_ready(MODEL, replicas=1)
     wait_for(lambda: len(release.pods(MODEL)) == 1, what="the removed pod to be gone")
+    (kept,) = release.pods(MODEL)
+    (removed,) = [i for i, pod in enumerate(pods) if pod["metadata"]["name"] != kept["metadata"]["name"]]
+    removed_log = logs[removed].communicate(timeout=120)[0]  # `logs -f` ends with the container
+    logs[1 - removed].kill()
+    assert "draining: 1 request(s) in flight" in removed_log, removed_log[-3000:]
+    assert "grace period over" not in removed_log, removed_log[-3000:]
 
 
 def test_a_killed_engine_restarts_the_container_and_the_model_reports_it(release: Node) -> None:
