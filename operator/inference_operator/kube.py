@@ -182,27 +182,36 @@ class Kube:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
-        request = self._client.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=list((query or {}).items()),
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
         try:
-            response = self._client.call_api(*request, _request_timeout=30)
-            data = response.read()
-        except kubernetes.client.ApiException as exc:  # raised by the transport (TLS, connection)
-            raise ApiError(exc.status or 0, "Unavailable", str(exc.reason or "no response")) from exc
+            # The generated client's raw call (kubernetes 36): no model (de)serialisation, the body as
+            # sent by the API server. It raises ApiException for every status outside 2xx.
+            response = self._client.call_api(
+                path,
+                method,
+                query_params=list((query or {}).items()),
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+                _request_timeout=30,
+            )
+            return response.data
+        except kubernetes.client.ApiException as exc:
+            if not exc.status:  # the transport failed (TLS, connection): there is no answer
+                raise ApiError(0, "Unavailable", str(exc.reason or "no response")) from exc
+            raise _api_error(exc.status, exc.body, exc.reason) from exc
         except (OSError, urllib3.exceptions.HTTPError) as exc:
             raise ApiError(0, "Unavailable", exc.__class__.__name__) from exc
-        if 200 <= response.status <= 299:
-            return data
-        try:
-            document = json.loads(data) if data else {}
-        except ValueError:  # e.g. the plain-text "404 page not found" of an unknown API group
-            document = {"message": data[:200].decode(errors="replace").strip()}
-        raise ApiError(
-            response.status, document.get("reason", ""), document.get("message", str(response.reason))
-        )
+
+
+def _api_error(status: int, body: bytes | str | None, reason: str | None) -> ApiError:
+    """The API server's own reason and message from an error answer's body (a Status object)."""
+    raw = body.encode() if isinstance(body, str) else body or b""
+    try:
+        document = json.loads(raw) if raw else {}
+    except ValueError:  # e.g. the plain-text "404 page not found" of an unknown API group
+        document = {"message": raw[:200].decode(errors="replace").strip()}
+    if not isinstance(document, dict):
+        document = {}
+    return ApiError(status, document.get("reason", ""), document.get("message", str(reason or "")))

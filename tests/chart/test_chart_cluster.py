@@ -137,8 +137,13 @@ def _service_account_kubeconfig(cluster: KubeCluster, namespace: str, account: s
 def _forbidden_counts(cluster: KubeCluster) -> Counter[str]:
     """The API server's count of 403 answers, per request kind (its own metrics)."""
     with cluster.api_client() as client:
-        request = client.param_serialize("GET", "/metrics", auth_settings=["BearerToken"])
-        text = client.call_api(*request).read()
+        text = client.call_api(
+            "/metrics",
+            "GET",
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+        ).data
     counts: Counter[str] = Counter()
     for line in text.decode().splitlines():
         if line.startswith("apiserver_request_total{") and 'code="403"' in line:
