@@ -2,13 +2,13 @@
 
 API key -> admission -> validate -> prompt -> sampling params -> engine -> response or stream -> errors.
 A protocol (built-in or plugin) subclasses this and overrides hooks; it never re-implements API keys,
-admission, limits, timeouts, disconnect handling, metrics or error rendering.
+admission, limits, timeouts, disconnect handling, metrics or error rendering. SSE framing and the
+streaming response live in ``serving.streaming``, the raw HTTP helpers in ``serving.http``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import orjson
 from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from inference_runtime.auth import KeyRing
@@ -27,7 +27,6 @@ from inference_runtime.engine_api import (
     EngineClient,
     EngineDead,
     EngineRequestError,
-    Tokenizer,
     ToolParserFactory,
 )
 from inference_runtime.errors import (
@@ -37,7 +36,6 @@ from inference_runtime.errors import (
     InternalError,
     InvalidRequest,
     ModelNotFound,
-    PayloadTooLarge,
     RequestTimeout,
     ShuttingDown,
     Unavailable,
@@ -47,6 +45,9 @@ from inference_runtime.generation import ChoiceOutput, GenerationChunk, Sampling
 from inference_runtime.metrics import Metrics
 from inference_runtime.observe import RequestRecord
 from inference_runtime.serving.admission import Admission
+from inference_runtime.serving.chat_template import render_chat
+from inference_runtime.serving.http import read_body, validation_message, wait_disconnect
+from inference_runtime.serving.streaming import DONE, GuardedStream, merge_streams, sse_event
 from inference_runtime.settings import Limits
 from inference_runtime.tools.plan import ToolPlan, ToolResult, plan_tools
 from inference_runtime.tools.protocol import ToolFields
@@ -337,7 +338,7 @@ class BaseServingEngine:
                 record.stream = streaming = True
                 state = StreamState(id=response_id, created=int(time.time()), prompts=prompts)
                 events = self._stream(request, prompts, specs, state, record)
-                return _GuardedStream(
+                return GuardedStream(
                     events,
                     on_close=lambda: self._finish(record, admitted=True),
                     admission=self.ctx.admission,
@@ -416,7 +417,7 @@ class BaseServingEngine:
             return final.choices
 
         work = asyncio.ensure_future(asyncio.gather(*(run(i) for i in range(len(prompts)))))
-        gone = asyncio.ensure_future(_wait_disconnect(raw_request))
+        gone = asyncio.ensure_future(wait_disconnect(raw_request))
         try:
             done, _ = await asyncio.wait(
                 {work, gone}, timeout=self.ctx.limits.request_timeout, return_when=asyncio.FIRST_COMPLETED
@@ -452,7 +453,7 @@ class BaseServingEngine:
     ) -> AsyncIterator[bytes]:
         state.prompt_tokens = record.prompt_tokens
         deadline = asyncio.get_running_loop().time() + self.ctx.limits.request_timeout
-        merged = _merge(
+        merged = merge_streams(
             [
                 self.engine.generate(p.token_ids, s, self._engine_id(state.id, i), stream=True)
                 for i, (p, s) in enumerate(zip(prompts, specs, strict=True))
@@ -471,10 +472,10 @@ class BaseServingEngine:
                 # One write per engine step: socket writes are the largest cost of a stream.
                 events = self.stream_chunks(request, chunk, state)
                 if events:
-                    yield b"".join(_sse(event) for event in events)
+                    yield b"".join(sse_event(event) for event in events)
             usage = self.stream_usage(request, state) if self.include_usage(request) else None
             if usage is not None:
-                yield _sse(usage) + _DONE
+                yield sse_event(usage) + DONE
                 return
         except (GeneratorExit, asyncio.CancelledError) as exc:
             if isinstance(exc, GeneratorExit) or not self.ctx.admission.stopping:
@@ -484,169 +485,15 @@ class BaseServingEngine:
             # The grace period is over and uvicorn cancels the stream: end it with an error event.
             error = ShuttingDown()
             record.fail(error.status, error.type)
-            yield _sse(openai_error_body(error)) + _DONE
+            yield sse_event(openai_error_body(error)) + DONE
             return
         except Exception as exc:
             error = self._to_api_error(exc, record.request_id)
             record.fail(error.status, error.type)
-            yield _sse(openai_error_body(error))
+            yield sse_event(openai_error_body(error))
         finally:
             await merged.aclose()  # now, not at garbage collection: this aborts the engine requests
-        yield _DONE
-
-
-_DONE = b"data: [DONE]\n\n"
-
-
-def _sse(event: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(event) + b"\n\n"
-
-
-class _GuardedStream(StreamingResponse):
-    """A streaming response that always closes its body iterator and runs ``on_close`` when done,
-    also when the client disconnects before or during the stream (which aborts the engine work)."""
-
-    def __init__(
-        self,
-        content: AsyncIterator[bytes],
-        *,
-        on_close: Any,
-        admission: Admission,
-        headers: dict[str, str],
-    ) -> None:
-        super().__init__(
-            content,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
-        )
-        self._on_close = on_close
-        self._admission = admission
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except asyncio.CancelledError:
-            if not self._admission.stopping:
-                raise
-            # Cut at the end of the grace period, after its last event (see _stream): finish the HTTP
-            # response, so the client sees a complete stream and the log no traceback.
-            with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.body_iterator.aclose()  # type: ignore[union-attr]
-            self._on_close()
-
-
-async def _merge(
-    gens: list[AsyncIterator[GenerationChunk]], deadline: float
-) -> AsyncIterator[tuple[int, GenerationChunk]]:
-    """Interleave several engine streams, tagging chunks with their prompt index, under a deadline."""
-    loop = asyncio.get_running_loop()
-    if len(gens) == 1:  # the common case: no tasks, no queue
-        gen = gens[0]
-        try:
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise TimeoutError
-                async with asyncio.timeout(remaining):
-                    chunk = await anext(gen, None)
-                if chunk is None:
-                    return
-                yield 0, chunk
-        finally:
-            await gen.aclose()
-    queue: asyncio.Queue[tuple[int, GenerationChunk | BaseException | None]] = asyncio.Queue()
-
-    async def pump(i: int, gen: AsyncIterator[GenerationChunk]) -> None:
-        try:
-            async for chunk in gen:
-                await queue.put((i, chunk))
-            await queue.put((i, None))
-        except Exception as exc:
-            await queue.put((i, exc))
-
-    tasks = [asyncio.ensure_future(pump(i, g)) for i, g in enumerate(gens)]
-    try:
-        running = len(tasks)
-        while running:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError
-            async with asyncio.timeout(remaining):
-                i, item = await queue.get()
-            if item is None:
-                running -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield i, item
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def render_chat(
-    tokenizer: Tokenizer,
-    chat_template: str | None,
-    messages: list[dict[str, Any]],
-    add_generation_prompt: bool,
-    tools: list[dict[str, Any]] | None,
-    *,
-    continue_final_message: bool = False,
-) -> str:
-    """Messages through a chat template (``chat_template``, or the tokenizer's own when None)."""
-    extra: dict[str, Any] = {"tools": tools} if tools else {}
-    if continue_final_message:
-        extra["continue_final_message"] = True
-    try:
-        return tokenizer.apply_chat_template(
-            messages,
-            tokenize=False,
-            add_generation_prompt=add_generation_prompt,
-            chat_template=chat_template,
-            **extra,
-        )
-    except Exception as exc:
-        raise InvalidRequest(
-            f"The messages cannot be rendered with the chat template: {exc}"[:500], param="messages"
-        ) from None
-
-
-async def read_body(raw_request: Request, limit: int) -> bytes:
-    declared = raw_request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    async for part in raw_request.stream():
-        size += len(part)
-        if size > limit:
-            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
-        chunks.append(part)
-    return b"".join(chunks)
-
-
-async def _wait_disconnect(raw_request: Request) -> None:
-    """Returns when the client goes away (the body has been read, so only disconnects arrive)."""
-    while True:
-        message = await raw_request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def validation_message(exc: ValidationError) -> tuple[str, str | None]:
-    err = exc.errors(include_url=False, include_input=False)[0]
-    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
-    param = ".".join(loc) or None
-    if err["type"] == "json_invalid":
-        return "The request body is not valid JSON.", None
-    message = err["msg"]
-    more = len(exc.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return (f"Invalid value for '{param}': {message}{suffix}." if param else f"{message}{suffix}."), param
+        yield DONE
 
 
 def _first_line(text: str) -> str:
