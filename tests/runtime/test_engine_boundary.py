@@ -21,6 +21,7 @@ LIGHT_MODULES = (
     "inference_runtime.serving.streaming",
     "inference_runtime.serving.http",
     "inference_runtime.serving.chat_template",
+    "inference_runtime.serving.request",
     "inference_runtime.serving.registry",
     "inference_runtime.config",
     "inference_runtime.engine_api",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from inference_runtime.errors import APIError
 from inference_runtime.generation import GenerationChunk
 from inference_runtime.serving.base import BaseServingEngine, Completion, StreamState
-from inference_runtime.serving.fields import SamplingFields
+from inference_runtime.serving.request import ServingRequest
 
 TEMPLATE = (
     "Below is an instruction that describes a task{ctx}. Write a response that appropriately completes the "
@@ -24,7 +24,9 @@ TEMPLATE = (
 )
 
 
-class InstructRequest(SamplingFields):
+class InstructRequest(ServingRequest):
+    """Only its own fields: the sampling fields, ``max_tokens`` and ``stream`` come from ServingRequest."""
+
     model_config = ConfigDict(extra="forbid")
     instruction: str = Field(..., min_length=1, max_length=20000)
     input: str | None = Field(None, max_length=20000)
@@ -37,7 +39,7 @@ class InstructResponse(BaseModel):
     tokens: int
 
 
-class AlpacaInstruct(BaseServingEngine):
+class AlpacaInstruct(BaseServingEngine[InstructRequest]):
     """Alpaca-style instruction following."""
 
     routes: ClassVar[tuple[str, ...]] = ("/instruct",)

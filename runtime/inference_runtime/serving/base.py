@@ -14,12 +14,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from inference_runtime.auth import KeyRing
 from inference_runtime.config import ResolvedModel
@@ -47,6 +47,7 @@ from inference_runtime.observe import RequestRecord
 from inference_runtime.serving.admission import Admission
 from inference_runtime.serving.chat_template import render_chat
 from inference_runtime.serving.http import read_body, validation_message, wait_disconnect
+from inference_runtime.serving.request import ServingRequest
 from inference_runtime.serving.streaming import DONE, GuardedStream, merge_streams, sse_event
 from inference_runtime.settings import Limits
 from inference_runtime.tools.plan import ToolPlan, ToolResult, plan_tools
@@ -55,6 +56,18 @@ from inference_runtime.tools.protocol import ToolFields
 logger = logging.getLogger(__name__)
 JSON = "application/json"
 TOKENIZE_IN_THREAD_CHARS = 8192  # below this, a thread hop costs more than encoding
+RequestT = TypeVar("RequestT", bound=ServingRequest)
+# ServingRequest fields copied to the SamplingSpec when the request sets them.
+SAMPLING_KNOBS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "seed",
+)
 
 
 @dataclass(slots=True)
@@ -104,15 +117,16 @@ class StreamState:
     held: dict[int, list[str]] = field(default_factory=dict)  # text held back for tool extraction
 
 
-class BaseServingEngine:
-    """Base class of every serving class (the seed's BaseServingEngine).
+class BaseServingEngine(Generic[RequestT]):
+    """Base class of every serving class (the seed's BaseServingEngine), typed over its request model.
 
-    Subclasses set ``routes``, ``request_model``, ``protocol`` and ``id_prefix`` and override the
-    hooks below; README.md (Plugins) and examples/plugin/ show a complete example.
+    Subclasses set ``routes``, ``request_model`` (a :class:`ServingRequest` subclass: the fields the
+    hooks below read), ``protocol`` and ``id_prefix`` and override the hooks below; README.md
+    (Plugins) and examples/plugin/ show a complete example.
     """
 
     routes: ClassVar[tuple[str, ...]] = ()
-    request_model: ClassVar[type[BaseModel]]
+    request_model: type[RequestT]  # set on the class (a ClassVar cannot be generic)
     protocol: ClassVar[str] = "custom"  # metrics/log label
     id_prefix: ClassVar[str] = "req"
     # Chat templates add BOS themselves; raw-text protocols let the tokenizer add it.
@@ -124,7 +138,7 @@ class BaseServingEngine:
         self.model_name = ctx.model.name
 
     # ------------------------------------------------------------------ hooks
-    def parse_request(self, body: bytes) -> BaseModel:
+    def parse_request(self, body: bytes) -> RequestT:
         """Bytes -> request model. Validation problems become a 400 naming the field."""
         try:
             return self.request_model.model_validate_json(body)
@@ -132,7 +146,7 @@ class BaseServingEngine:
             message, param = validation_message(exc)
             raise InvalidRequest(message, param=param) from None
 
-    def validate_request(self, request: Any) -> None:
+    def validate_request(self, request: RequestT) -> None:
         """Protocol checks beyond the schema. The default checks the model name and common caps."""
         model = getattr(request, "model", None)
         if model is not None and model != self.model_name:
@@ -141,19 +155,19 @@ class BaseServingEngine:
         n = getattr(request, "n", None) or 1
         if n > limits.max_n:
             raise InvalidRequest(f"n must be at most {limits.max_n}, got {n}.", param="n")
-        stop = request.stop_list() if hasattr(request, "stop_list") else []
+        stop = request.stop_list()
         if len(stop) > limits.max_stop:
             raise InvalidRequest(f"At most {limits.max_stop} stop sequences are allowed.", param="stop")
 
-    async def create_prompt(self, request: Any, raw_request: Request) -> str | list[int]:
+    async def create_prompt(self, request: RequestT, raw_request: Request) -> str | list[int]:
         """The prompt text (or token ids) for one request. Protocols must override this."""
         raise NotImplementedError
 
-    async def create_prompts(self, request: Any, raw_request: Request) -> list[PromptInput]:
+    async def create_prompts(self, request: RequestT, raw_request: Request) -> list[PromptInput]:
         """All prompts of a request (batching protocols override); each runs as one engine request."""
         return [await self.tokenize(await self.create_prompt(request, raw_request))]
 
-    def sampling_params(self, request: Any, prompt_tokens: int) -> SamplingSpec:
+    def sampling_params(self, request: RequestT, prompt_tokens: int) -> SamplingSpec:
         """Sampling parameters from the request; ``max_tokens`` defaults to the remaining context."""
         remaining = self.engine.max_model_len - prompt_tokens
         max_tokens = self.requested_max_tokens(request)
@@ -167,17 +181,8 @@ class BaseServingEngine:
                 param="max_tokens",
             )
         spec = SamplingSpec(max_tokens=max_tokens, n=getattr(request, "n", None) or 1)
-        for name in (
-            "temperature",
-            "top_p",
-            "top_k",
-            "min_p",
-            "presence_penalty",
-            "frequency_penalty",
-            "repetition_penalty",
-            "seed",
-        ):
-            value = getattr(request, name, None)
+        for name in SAMPLING_KNOBS:  # unset (None) keeps the SamplingSpec default
+            value = getattr(request, name)
             if value is not None:
                 setattr(spec, name, value)
         spec.stop = request.stop_list()
@@ -185,17 +190,17 @@ class BaseServingEngine:
         spec.min_tokens = request.min_tokens
         return spec
 
-    def requested_max_tokens(self, request: Any) -> int | None:
-        return getattr(request, "max_tokens", None)
+    def requested_max_tokens(self, request: RequestT) -> int | None:
+        return request.max_tokens
 
-    def is_stream(self, request: Any) -> bool:
-        return bool(getattr(request, "stream", False))
+    def is_stream(self, request: RequestT) -> bool:
+        return request.stream
 
-    def include_usage(self, request: Any) -> bool:
-        options = getattr(request, "stream_options", None)
-        return bool(options and options.include_usage)
+    def include_usage(self, request: RequestT) -> bool:
+        options = request.stream_options
+        return options is not None and options.include_usage
 
-    def tool_plan(self, request: Any) -> ToolPlan | None:
+    def tool_plan(self, request: RequestT) -> ToolPlan | None:
         """How the request uses tools; None when it offers none.
 
         A request model that mixes in :class:`~inference_runtime.tools.protocol.ToolFields` gets tool
@@ -211,14 +216,16 @@ class BaseServingEngine:
             request.remember_tool_plan(plan_tools(request, self.ctx.tool_parser))
         return request.remembered_tool_plan
 
-    def tool_result(self, request: Any, choice: ChoiceOutput) -> ToolResult | None:
+    def tool_result(self, request: RequestT, choice: ChoiceOutput) -> ToolResult | None:
         """The calls in a finished choice; None when the request's output is not parsed for calls."""
         plan = self.tool_plan(request)
         if plan is None or not plan.extracts:
             return None
         return plan.finish(choice.text, choice.finish_reason)
 
-    def held_tool_result(self, request: Any, choice: ChoiceOutput, state: StreamState) -> ToolResult | None:
+    def held_tool_result(
+        self, request: RequestT, choice: ChoiceOutput, state: StreamState
+    ) -> ToolResult | None:
         """Streaming under a plan that extracts calls: holds the choice's text back and returns the
         extracted result once the choice finishes (None before). Only for ``tool_plan(request).extracts``."""
         plan = self.tool_plan(request)
@@ -228,21 +235,23 @@ class BaseServingEngine:
             return None
         return plan.finish("".join(state.held.pop(choice.index)), choice.finish_reason)
 
-    def response_headers(self, request: Any) -> dict[str, str]:
+    def response_headers(self, request: RequestT) -> dict[str, str]:
         """Headers of a successful response. ``X-Tool-Choice: text-only`` says that tool_choice "auto"
         was answered as text because the model config names no ``tool_call_parser``."""
         plan = self.tool_plan(request)
         return {"X-Tool-Choice": "text-only"} if plan is not None and plan.text_only else {}
 
-    def create_response(self, request: Any, result: Completion) -> dict[str, Any]:
+    def create_response(self, request: RequestT, result: Completion) -> dict[str, Any]:
         """The non-streaming response body."""
         raise NotImplementedError
 
-    def stream_chunks(self, request: Any, chunk: GenerationChunk, state: StreamState) -> list[dict[str, Any]]:
+    def stream_chunks(
+        self, request: RequestT, chunk: GenerationChunk, state: StreamState
+    ) -> list[dict[str, Any]]:
         """SSE events (as dicts) for one engine chunk."""
         raise NotImplementedError
 
-    def stream_usage(self, request: Any, state: StreamState) -> dict[str, Any] | None:
+    def stream_usage(self, request: RequestT, state: StreamState) -> dict[str, Any] | None:
         """The last event before ``[DONE]`` when the client asked for usage; None for none."""
         return None
 
@@ -395,7 +404,7 @@ class BaseServingEngine:
 
     async def _complete(
         self,
-        request: Any,
+        request: RequestT,
         prompts: list[PromptInput],
         specs: list[SamplingSpec],
         response_id: str,
@@ -445,7 +454,7 @@ class BaseServingEngine:
 
     async def _stream(
         self,
-        request: Any,
+        request: RequestT,
         prompts: list[PromptInput],
         specs: list[SamplingSpec],
         state: StreamState,

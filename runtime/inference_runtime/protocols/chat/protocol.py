@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from inference_runtime.serving.fields import OpenAIBaseModel, SamplingFields
+from inference_runtime.serving.fields import OpenAIBaseModel
+from inference_runtime.serving.request import ServingRequest
 from inference_runtime.tools.messages import check_tool_results, template_tool_calls
 from inference_runtime.tools.protocol import ToolCall, ToolFields
 
@@ -77,7 +78,7 @@ class StructuredOutputs(BaseModel):
     disable_any_whitespace: bool = False
 
 
-class ChatCompletionRequest(OpenAIBaseModel, SamplingFields, ToolFields):
+class ChatCompletionRequest(OpenAIBaseModel, ServingRequest, ToolFields):
     model: str
     messages: list[ChatMessage] = Field(..., min_length=1)
     n: int = Field(1, ge=1)

@@ -15,7 +15,7 @@ from inference_runtime.tools.plan import ToolResult
 from inference_runtime.tools.stream import tool_call_deltas
 
 
-class OpenAIServingChat(BaseServingEngine):
+class OpenAIServingChat(BaseServingEngine[ChatCompletionRequest]):
     routes: ClassVar[tuple[str, ...]] = ("/v1/chat/completions", "/chat/completions")
     request_model = ChatCompletionRequest
     protocol = "chat"

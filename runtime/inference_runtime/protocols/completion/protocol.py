@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from inference_runtime.serving.fields import OpenAIBaseModel, SamplingFields
+from inference_runtime.serving.fields import OpenAIBaseModel
+from inference_runtime.serving.request import ServingRequest
 
 MAX_PROMPTS = 64
 
 
-class CompletionRequest(OpenAIBaseModel, SamplingFields):
+class CompletionRequest(OpenAIBaseModel, ServingRequest):
     model: str
     # A string, a list of strings, a list of token ids, or a list of token-id lists.
     prompt: str | list[str] | list[int] | list[list[int]] = Field(...)

@@ -13,7 +13,7 @@ from inference_runtime.serving.base import BaseServingEngine, Completion, Prompt
 from inference_runtime.serving.logprobs import completion_logprobs
 
 
-class OpenAIServingCompletion(BaseServingEngine):
+class OpenAIServingCompletion(BaseServingEngine[CompletionRequest]):
     routes: ClassVar[tuple[str, ...]] = ("/v1/completions", "/completions")
     request_model = CompletionRequest
     protocol = "completion"

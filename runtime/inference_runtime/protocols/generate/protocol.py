@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field, model_validator
 
-from inference_runtime.serving.fields import SamplingFields
+from inference_runtime.serving.request import ServingRequest
 
 
-class GenerateRequest(SamplingFields):
+class GenerateRequest(ServingRequest):
     # Our own protocol: unknown fields are mistakes, not other vendors' options.
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 

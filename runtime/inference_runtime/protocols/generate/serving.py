@@ -13,7 +13,7 @@ from inference_runtime.protocols.generate.protocol import GenerateRequest
 from inference_runtime.serving.base import BaseServingEngine, Completion, StreamState
 
 
-class ServingGenerate(BaseServingEngine):
+class ServingGenerate(BaseServingEngine[GenerateRequest]):
     routes: ClassVar[tuple[str, ...]] = ("/generate",)
     request_model = GenerateRequest
     protocol = "generate"
