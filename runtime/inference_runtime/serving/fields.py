@@ -1,26 +1,8 @@
-"""Wire behaviour of the OpenAI-style request models."""
+"""The base request model's old home, kept for plugins: it is :mod:`inference_runtime.serving.request`."""
 
 from __future__ import annotations
 
-import logging
-
-from pydantic import BaseModel, ConfigDict, model_validator
-
 from inference_runtime.serving.request import ServingRequest
 
-logger = logging.getLogger(__name__)
-
-# The base request model's name before ServingRequest: plugins written against the example import it.
+# The name before ServingRequest: plugins written against the example import it from here.
 SamplingFields = ServingRequest
-
-
-class OpenAIBaseModel(BaseModel):
-    """OpenAI-style requests accept unknown fields (clients send many), but we log which were ignored."""
-
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
-
-    @model_validator(mode="after")
-    def _log_ignored(self) -> OpenAIBaseModel:
-        if self.model_extra:
-            logger.debug("ignored request fields: %s", ", ".join(sorted(self.model_extra)[:20]))
-        return self

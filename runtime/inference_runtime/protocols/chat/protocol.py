@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from inference_runtime.serving.fields import OpenAIBaseModel
+from inference_runtime.protocols.openai.request import OpenAIBaseModel
 from inference_runtime.serving.request import ServingRequest
 from inference_runtime.tools.messages import check_tool_results, template_tool_calls
 from inference_runtime.tools.protocol import ToolCall, ToolFields

@@ -9,8 +9,8 @@ from fastapi import Request
 from inference_runtime.errors import InvalidRequest
 from inference_runtime.generation import GenerationChunk, SamplingSpec
 from inference_runtime.protocols.chat.protocol import ChatCompletionRequest, template_messages
+from inference_runtime.protocols.openai.logprobs import chat_logprobs
 from inference_runtime.serving.base import BaseServingEngine, Completion, StreamState
-from inference_runtime.serving.logprobs import chat_logprobs
 from inference_runtime.tools.plan import ToolResult
 from inference_runtime.tools.stream import tool_call_deltas
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from inference_runtime.serving.fields import OpenAIBaseModel
+from inference_runtime.protocols.openai.request import OpenAIBaseModel
 from inference_runtime.serving.request import ServingRequest
 
 MAX_PROMPTS = 64

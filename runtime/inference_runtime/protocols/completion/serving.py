@@ -9,8 +9,8 @@ from fastapi import Request
 from inference_runtime.errors import InvalidRequest
 from inference_runtime.generation import GenerationChunk, SamplingSpec
 from inference_runtime.protocols.completion.protocol import MAX_PROMPTS, CompletionRequest
+from inference_runtime.protocols.openai.logprobs import completion_logprobs
 from inference_runtime.serving.base import BaseServingEngine, Completion, PromptInput, StreamState
-from inference_runtime.serving.logprobs import completion_logprobs
 
 
 class OpenAIServingCompletion(BaseServingEngine[CompletionRequest]):
