@@ -12,9 +12,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypedDict, TypeVar
 
 import orjson
 from fastapi import Request
@@ -68,6 +68,21 @@ SAMPLING_KNOBS = (
     "repetition_penalty",
     "seed",
 )
+
+
+class Envelope(TypedDict):
+    """What every response body and stream event starts with, in OpenAI's order."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
 
 
 @dataclass(slots=True)
@@ -241,17 +256,19 @@ class BaseServingEngine(Generic[RequestT]):
         plan = self.tool_plan(request)
         return {"X-Tool-Choice": "text-only"} if plan is not None and plan.text_only else {}
 
-    def create_response(self, request: RequestT, result: Completion) -> dict[str, Any]:
+    # Bodies are plain dicts (TypedDicts in the built-in protocols): orjson writes them directly, at
+    # no validation or model-dump cost on the streaming path, which builds events every engine step.
+    def create_response(self, request: RequestT, result: Completion) -> Mapping[str, Any]:
         """The non-streaming response body."""
         raise NotImplementedError
 
     def stream_chunks(
         self, request: RequestT, chunk: GenerationChunk, state: StreamState
-    ) -> list[dict[str, Any]]:
+    ) -> Sequence[Mapping[str, Any]]:
         """SSE events (as dicts) for one engine chunk."""
         raise NotImplementedError
 
-    def stream_usage(self, request: RequestT, state: StreamState) -> dict[str, Any] | None:
+    def stream_usage(self, request: RequestT, state: StreamState) -> Mapping[str, Any] | None:
         """The last event before ``[DONE]`` when the client asked for usage; None for none."""
         return None
 
@@ -292,11 +309,12 @@ class BaseServingEngine(Generic[RequestT]):
             self.engine.tokenizer, self.ctx.model.chat_template, messages, add_generation_prompt, tools
         )
 
-    def envelope(self, obj: str, of: Completion | StreamState, **fields: Any) -> dict[str, Any]:
-        """What every response and stream event starts with, in OpenAI's order, then ``fields``."""
-        return {"id": of.id, "object": obj, "created": of.created, "model": self.model_name, **fields}
+    def envelope(self, obj: str, of: Completion | StreamState) -> Envelope:
+        """What every response and stream event starts with; a body adds its fields after it:
+        ``{**self.envelope("chat.completion", result), "choices": ...}``."""
+        return {"id": of.id, "object": obj, "created": of.created, "model": self.model_name}
 
-    def usage(self, prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> Usage:
         return {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from inference_runtime.serving.admission import Admission
 DONE = b"data: [DONE]\n\n"
 
 
-def sse_event(event: dict[str, Any]) -> bytes:
+def sse_event(event: Mapping[str, Any]) -> bytes:
     """One SSE ``data:`` event; events of one engine step are joined into one socket write."""
     return b"data: " + orjson.dumps(event) + b"\n\n"
 

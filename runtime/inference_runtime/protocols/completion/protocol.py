@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import NotRequired, TypedDict
+
 from pydantic import Field
 
+from inference_runtime.protocols.openai.logprobs import CompletionLogprobs
 from inference_runtime.protocols.openai.request import OpenAIBaseModel
+from inference_runtime.serving.base import Envelope, Usage
 from inference_runtime.serving.request import ServingRequest
 
 MAX_PROMPTS = 64
@@ -21,3 +25,18 @@ class CompletionRequest(OpenAIBaseModel, ServingRequest):
     # vLLM extras
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
+
+
+# Response bodies (plain dicts on the wire; keys in the order they are built).
+class CompletionChoice(TypedDict):
+    index: int
+    text: str
+    logprobs: CompletionLogprobs | None
+    finish_reason: str | None
+
+
+class TextCompletion(Envelope):
+    """The response body, and each stream event (those carry ``usage`` only in the last one)."""
+
+    choices: list[CompletionChoice]
+    usage: NotRequired[Usage]
