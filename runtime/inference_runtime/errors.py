@@ -6,7 +6,7 @@ carry a path) reaches a response body unless the error type says it is safe for 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 
 class APIError(Exception):
@@ -114,6 +114,17 @@ class InternalError(APIError):
         )
 
 
-def openai_error_body(err: APIError) -> dict[str, Any]:
+class ErrorDetail(TypedDict):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(TypedDict):
+    error: ErrorDetail
+
+
+def openai_error_body(err: APIError) -> ErrorBody:
     """The OpenAI error envelope."""
     return {"error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}}

@@ -18,6 +18,13 @@ from fixtures.runtime_server import spawn_runtime, start_runtime, tiny_entry
 
 LIGHT_MODULES = (
     "inference_runtime.serving.base",
+    "inference_runtime.serving.streaming",
+    "inference_runtime.serving.http",
+    "inference_runtime.serving.chat_template",
+    "inference_runtime.serving.request",
+    "inference_runtime.serving.fields",
+    "inference_runtime.protocols.openai.request",
+    "inference_runtime.protocols.openai.logprobs",
     "inference_runtime.serving.registry",
     "inference_runtime.config",
     "inference_runtime.engine_api",

@@ -10,8 +10,8 @@ from inference_runtime.auth import KeyRing
 from inference_runtime.config import ConfigError
 from inference_runtime.errors import Overloaded, Unauthorized, Unavailable
 from inference_runtime.generation import TokenLogprob
+from inference_runtime.protocols.openai.logprobs import chat_logprobs, completion_logprobs
 from inference_runtime.serving.admission import Admission
-from inference_runtime.serving.logprobs import chat_logprobs, completion_logprobs
 from inference_runtime.serving.registry import BUILTINS, load_serving_class, registered
 from inference_runtime.settings import settings_from_args
 

@@ -6,17 +6,17 @@ come from BaseServingEngine.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar, TypedDict
 
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from inference_runtime.errors import APIError
 from inference_runtime.generation import GenerationChunk
 from inference_runtime.serving.base import BaseServingEngine, Completion, StreamState
-from inference_runtime.serving.fields import SamplingFields
+from inference_runtime.serving.request import ServingRequest
 
 TEMPLATE = (
     "Below is an instruction that describes a task{ctx}. Write a response that appropriately completes the "
@@ -24,20 +24,29 @@ TEMPLATE = (
 )
 
 
-class InstructRequest(SamplingFields):
+class InstructRequest(ServingRequest):
+    """Only its own fields: the sampling fields, ``max_tokens`` and ``stream`` come from ServingRequest."""
+
     model_config = ConfigDict(extra="forbid")
     instruction: str = Field(..., min_length=1, max_length=20000)
     input: str | None = Field(None, max_length=20000)
 
 
-class InstructResponse(BaseModel):
+# Bodies are TypedDicts, plain dicts at run time: stream events are built every engine step.
+class InstructResponse(TypedDict):
     id: str
     output: str
     finish_reason: str | None
     tokens: int
 
 
-class AlpacaInstruct(BaseServingEngine):
+class InstructEvent(TypedDict):
+    id: str
+    output: str
+    finish_reason: str | None
+
+
+class AlpacaInstruct(BaseServingEngine[InstructRequest]):
     """Alpaca-style instruction following."""
 
     routes: ClassVar[tuple[str, ...]] = ("/instruct",)
@@ -50,18 +59,18 @@ class AlpacaInstruct(BaseServingEngine):
         given = f"### Input:\n{request.input}\n\n" if request.input else ""
         return TEMPLATE.format(ctx=ctx, instruction=request.instruction, input=given)
 
-    def create_response(self, request: InstructRequest, result: Completion) -> dict[str, Any]:
+    def create_response(self, request: InstructRequest, result: Completion) -> InstructResponse:
         choice = result.choices[0]
-        return InstructResponse(
-            id=result.id,
-            output=choice.text,
-            finish_reason=choice.finish_reason,
-            tokens=result.completion_tokens,
-        ).model_dump()
+        return {
+            "id": result.id,
+            "output": choice.text,
+            "finish_reason": choice.finish_reason,
+            "tokens": result.completion_tokens,
+        }
 
     def stream_chunks(
         self, request: InstructRequest, chunk: GenerationChunk, state: StreamState
-    ) -> list[dict[str, Any]]:
+    ) -> list[InstructEvent]:
         return [{"id": state.id, "output": c.text, "finish_reason": c.finish_reason} for c in chunk.choices]
 
     @classmethod

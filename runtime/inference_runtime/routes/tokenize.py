@@ -16,7 +16,8 @@ from inference_runtime.deps import StateDep, require_key
 from inference_runtime.engine_api import EngineClient
 from inference_runtime.errors import InvalidRequest, ModelNotFound, Unavailable
 from inference_runtime.protocols.chat.protocol import ChatMessage, template_messages
-from inference_runtime.serving.base import read_body, render_chat, validation_message
+from inference_runtime.serving.chat_template import render_chat
+from inference_runtime.serving.http import read_body, validation_message
 from inference_runtime.state import RuntimeState
 from inference_runtime.tools.protocol import ToolDefinition
 from inference_runtime.tools.schema import check_tools

@@ -2,24 +2,24 @@
 
 API key -> admission -> validate -> prompt -> sampling params -> engine -> response or stream -> errors.
 A protocol (built-in or plugin) subclasses this and overrides hooks; it never re-implements API keys,
-admission, limits, timeouts, disconnect handling, metrics or error rendering.
+admission, limits, timeouts, disconnect handling, metrics or error rendering. SSE framing and the
+streaming response live in ``serving.streaming``, the raw HTTP helpers in ``serving.http``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypedDict, TypeVar
 
 import orjson
 from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ValidationError
+from fastapi.responses import Response
+from pydantic import ValidationError
 
 from inference_runtime.auth import KeyRing
 from inference_runtime.config import ResolvedModel
@@ -27,7 +27,6 @@ from inference_runtime.engine_api import (
     EngineClient,
     EngineDead,
     EngineRequestError,
-    Tokenizer,
     ToolParserFactory,
 )
 from inference_runtime.errors import (
@@ -37,7 +36,6 @@ from inference_runtime.errors import (
     InternalError,
     InvalidRequest,
     ModelNotFound,
-    PayloadTooLarge,
     RequestTimeout,
     ShuttingDown,
     Unavailable,
@@ -47,6 +45,10 @@ from inference_runtime.generation import ChoiceOutput, GenerationChunk, Sampling
 from inference_runtime.metrics import Metrics
 from inference_runtime.observe import RequestRecord
 from inference_runtime.serving.admission import Admission
+from inference_runtime.serving.chat_template import render_chat
+from inference_runtime.serving.http import read_body, validation_message, wait_disconnect
+from inference_runtime.serving.request import ServingRequest
+from inference_runtime.serving.streaming import DONE, GuardedStream, merge_streams, sse_event
 from inference_runtime.settings import Limits
 from inference_runtime.tools.plan import ToolPlan, ToolResult, plan_tools
 from inference_runtime.tools.protocol import ToolFields
@@ -54,6 +56,33 @@ from inference_runtime.tools.protocol import ToolFields
 logger = logging.getLogger(__name__)
 JSON = "application/json"
 TOKENIZE_IN_THREAD_CHARS = 8192  # below this, a thread hop costs more than encoding
+RequestT = TypeVar("RequestT", bound=ServingRequest)
+# ServingRequest fields copied to the SamplingSpec when the request sets them.
+SAMPLING_KNOBS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "seed",
+)
+
+
+class Envelope(TypedDict):
+    """What every response body and stream event starts with, in OpenAI's order."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
 
 
 @dataclass(slots=True)
@@ -103,15 +132,16 @@ class StreamState:
     held: dict[int, list[str]] = field(default_factory=dict)  # text held back for tool extraction
 
 
-class BaseServingEngine:
-    """Base class of every serving class (the seed's BaseServingEngine).
+class BaseServingEngine(Generic[RequestT]):
+    """Base class of every serving class (the seed's BaseServingEngine), typed over its request model.
 
-    Subclasses set ``routes``, ``request_model``, ``protocol`` and ``id_prefix`` and override the
-    hooks below; README.md (Plugins) and examples/plugin/ show a complete example.
+    Subclasses set ``routes``, ``request_model`` (a :class:`ServingRequest` subclass: the fields the
+    hooks below read), ``protocol`` and ``id_prefix`` and override the hooks below; README.md
+    (Plugins) and examples/plugin/ show a complete example.
     """
 
     routes: ClassVar[tuple[str, ...]] = ()
-    request_model: ClassVar[type[BaseModel]]
+    request_model: type[RequestT]  # set on the class (a ClassVar cannot be generic)
     protocol: ClassVar[str] = "custom"  # metrics/log label
     id_prefix: ClassVar[str] = "req"
     # Chat templates add BOS themselves; raw-text protocols let the tokenizer add it.
@@ -123,7 +153,7 @@ class BaseServingEngine:
         self.model_name = ctx.model.name
 
     # ------------------------------------------------------------------ hooks
-    def parse_request(self, body: bytes) -> BaseModel:
+    def parse_request(self, body: bytes) -> RequestT:
         """Bytes -> request model. Validation problems become a 400 naming the field."""
         try:
             return self.request_model.model_validate_json(body)
@@ -131,7 +161,7 @@ class BaseServingEngine:
             message, param = validation_message(exc)
             raise InvalidRequest(message, param=param) from None
 
-    def validate_request(self, request: Any) -> None:
+    def validate_request(self, request: RequestT) -> None:
         """Protocol checks beyond the schema. The default checks the model name and common caps."""
         model = getattr(request, "model", None)
         if model is not None and model != self.model_name:
@@ -140,19 +170,19 @@ class BaseServingEngine:
         n = getattr(request, "n", None) or 1
         if n > limits.max_n:
             raise InvalidRequest(f"n must be at most {limits.max_n}, got {n}.", param="n")
-        stop = request.stop_list() if hasattr(request, "stop_list") else []
+        stop = request.stop_list()
         if len(stop) > limits.max_stop:
             raise InvalidRequest(f"At most {limits.max_stop} stop sequences are allowed.", param="stop")
 
-    async def create_prompt(self, request: Any, raw_request: Request) -> str | list[int]:
+    async def create_prompt(self, request: RequestT, raw_request: Request) -> str | list[int]:
         """The prompt text (or token ids) for one request. Protocols must override this."""
         raise NotImplementedError
 
-    async def create_prompts(self, request: Any, raw_request: Request) -> list[PromptInput]:
+    async def create_prompts(self, request: RequestT, raw_request: Request) -> list[PromptInput]:
         """All prompts of a request (batching protocols override); each runs as one engine request."""
         return [await self.tokenize(await self.create_prompt(request, raw_request))]
 
-    def sampling_params(self, request: Any, prompt_tokens: int) -> SamplingSpec:
+    def sampling_params(self, request: RequestT, prompt_tokens: int) -> SamplingSpec:
         """Sampling parameters from the request; ``max_tokens`` defaults to the remaining context."""
         remaining = self.engine.max_model_len - prompt_tokens
         max_tokens = self.requested_max_tokens(request)
@@ -166,17 +196,8 @@ class BaseServingEngine:
                 param="max_tokens",
             )
         spec = SamplingSpec(max_tokens=max_tokens, n=getattr(request, "n", None) or 1)
-        for name in (
-            "temperature",
-            "top_p",
-            "top_k",
-            "min_p",
-            "presence_penalty",
-            "frequency_penalty",
-            "repetition_penalty",
-            "seed",
-        ):
-            value = getattr(request, name, None)
+        for name in SAMPLING_KNOBS:  # unset (None) keeps the SamplingSpec default
+            value = getattr(request, name)
             if value is not None:
                 setattr(spec, name, value)
         spec.stop = request.stop_list()
@@ -184,17 +205,17 @@ class BaseServingEngine:
         spec.min_tokens = request.min_tokens
         return spec
 
-    def requested_max_tokens(self, request: Any) -> int | None:
-        return getattr(request, "max_tokens", None)
+    def requested_max_tokens(self, request: RequestT) -> int | None:
+        return request.max_tokens
 
-    def is_stream(self, request: Any) -> bool:
-        return bool(getattr(request, "stream", False))
+    def is_stream(self, request: RequestT) -> bool:
+        return request.stream
 
-    def include_usage(self, request: Any) -> bool:
-        options = getattr(request, "stream_options", None)
-        return bool(options and options.include_usage)
+    def include_usage(self, request: RequestT) -> bool:
+        options = request.stream_options
+        return options is not None and options.include_usage
 
-    def tool_plan(self, request: Any) -> ToolPlan | None:
+    def tool_plan(self, request: RequestT) -> ToolPlan | None:
         """How the request uses tools; None when it offers none.
 
         A request model that mixes in :class:`~inference_runtime.tools.protocol.ToolFields` gets tool
@@ -210,14 +231,16 @@ class BaseServingEngine:
             request.remember_tool_plan(plan_tools(request, self.ctx.tool_parser))
         return request.remembered_tool_plan
 
-    def tool_result(self, request: Any, choice: ChoiceOutput) -> ToolResult | None:
+    def tool_result(self, request: RequestT, choice: ChoiceOutput) -> ToolResult | None:
         """The calls in a finished choice; None when the request's output is not parsed for calls."""
         plan = self.tool_plan(request)
         if plan is None or not plan.extracts:
             return None
         return plan.finish(choice.text, choice.finish_reason)
 
-    def held_tool_result(self, request: Any, choice: ChoiceOutput, state: StreamState) -> ToolResult | None:
+    def held_tool_result(
+        self, request: RequestT, choice: ChoiceOutput, state: StreamState
+    ) -> ToolResult | None:
         """Streaming under a plan that extracts calls: holds the choice's text back and returns the
         extracted result once the choice finishes (None before). Only for ``tool_plan(request).extracts``."""
         plan = self.tool_plan(request)
@@ -227,21 +250,25 @@ class BaseServingEngine:
             return None
         return plan.finish("".join(state.held.pop(choice.index)), choice.finish_reason)
 
-    def response_headers(self, request: Any) -> dict[str, str]:
+    def response_headers(self, request: RequestT) -> dict[str, str]:
         """Headers of a successful response. ``X-Tool-Choice: text-only`` says that tool_choice "auto"
         was answered as text because the model config names no ``tool_call_parser``."""
         plan = self.tool_plan(request)
         return {"X-Tool-Choice": "text-only"} if plan is not None and plan.text_only else {}
 
-    def create_response(self, request: Any, result: Completion) -> dict[str, Any]:
+    # Bodies are plain dicts (TypedDicts in the built-in protocols): orjson writes them directly, at
+    # no validation or model-dump cost on the streaming path, which builds events every engine step.
+    def create_response(self, request: RequestT, result: Completion) -> Mapping[str, Any]:
         """The non-streaming response body."""
         raise NotImplementedError
 
-    def stream_chunks(self, request: Any, chunk: GenerationChunk, state: StreamState) -> list[dict[str, Any]]:
+    def stream_chunks(
+        self, request: RequestT, chunk: GenerationChunk, state: StreamState
+    ) -> Sequence[Mapping[str, Any]]:
         """SSE events (as dicts) for one engine chunk."""
         raise NotImplementedError
 
-    def stream_usage(self, request: Any, state: StreamState) -> dict[str, Any] | None:
+    def stream_usage(self, request: RequestT, state: StreamState) -> Mapping[str, Any] | None:
         """The last event before ``[DONE]`` when the client asked for usage; None for none."""
         return None
 
@@ -282,11 +309,12 @@ class BaseServingEngine:
             self.engine.tokenizer, self.ctx.model.chat_template, messages, add_generation_prompt, tools
         )
 
-    def envelope(self, obj: str, of: Completion | StreamState, **fields: Any) -> dict[str, Any]:
-        """What every response and stream event starts with, in OpenAI's order, then ``fields``."""
-        return {"id": of.id, "object": obj, "created": of.created, "model": self.model_name, **fields}
+    def envelope(self, obj: str, of: Completion | StreamState) -> Envelope:
+        """What every response and stream event starts with; a body adds its fields after it:
+        ``{**self.envelope("chat.completion", result), "choices": ...}``."""
+        return {"id": of.id, "object": obj, "created": of.created, "model": self.model_name}
 
-    def usage(self, prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> Usage:
         return {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -337,7 +365,7 @@ class BaseServingEngine:
                 record.stream = streaming = True
                 state = StreamState(id=response_id, created=int(time.time()), prompts=prompts)
                 events = self._stream(request, prompts, specs, state, record)
-                return _GuardedStream(
+                return GuardedStream(
                     events,
                     on_close=lambda: self._finish(record, admitted=True),
                     admission=self.ctx.admission,
@@ -394,7 +422,7 @@ class BaseServingEngine:
 
     async def _complete(
         self,
-        request: Any,
+        request: RequestT,
         prompts: list[PromptInput],
         specs: list[SamplingSpec],
         response_id: str,
@@ -416,7 +444,7 @@ class BaseServingEngine:
             return final.choices
 
         work = asyncio.ensure_future(asyncio.gather(*(run(i) for i in range(len(prompts)))))
-        gone = asyncio.ensure_future(_wait_disconnect(raw_request))
+        gone = asyncio.ensure_future(wait_disconnect(raw_request))
         try:
             done, _ = await asyncio.wait(
                 {work, gone}, timeout=self.ctx.limits.request_timeout, return_when=asyncio.FIRST_COMPLETED
@@ -444,7 +472,7 @@ class BaseServingEngine:
 
     async def _stream(
         self,
-        request: Any,
+        request: RequestT,
         prompts: list[PromptInput],
         specs: list[SamplingSpec],
         state: StreamState,
@@ -452,7 +480,7 @@ class BaseServingEngine:
     ) -> AsyncIterator[bytes]:
         state.prompt_tokens = record.prompt_tokens
         deadline = asyncio.get_running_loop().time() + self.ctx.limits.request_timeout
-        merged = _merge(
+        merged = merge_streams(
             [
                 self.engine.generate(p.token_ids, s, self._engine_id(state.id, i), stream=True)
                 for i, (p, s) in enumerate(zip(prompts, specs, strict=True))
@@ -471,10 +499,10 @@ class BaseServingEngine:
                 # One write per engine step: socket writes are the largest cost of a stream.
                 events = self.stream_chunks(request, chunk, state)
                 if events:
-                    yield b"".join(_sse(event) for event in events)
+                    yield b"".join(sse_event(event) for event in events)
             usage = self.stream_usage(request, state) if self.include_usage(request) else None
             if usage is not None:
-                yield _sse(usage) + _DONE
+                yield sse_event(usage) + DONE
                 return
         except (GeneratorExit, asyncio.CancelledError) as exc:
             if isinstance(exc, GeneratorExit) or not self.ctx.admission.stopping:
@@ -484,169 +512,15 @@ class BaseServingEngine:
             # The grace period is over and uvicorn cancels the stream: end it with an error event.
             error = ShuttingDown()
             record.fail(error.status, error.type)
-            yield _sse(openai_error_body(error)) + _DONE
+            yield sse_event(openai_error_body(error)) + DONE
             return
         except Exception as exc:
             error = self._to_api_error(exc, record.request_id)
             record.fail(error.status, error.type)
-            yield _sse(openai_error_body(error))
+            yield sse_event(openai_error_body(error))
         finally:
             await merged.aclose()  # now, not at garbage collection: this aborts the engine requests
-        yield _DONE
-
-
-_DONE = b"data: [DONE]\n\n"
-
-
-def _sse(event: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(event) + b"\n\n"
-
-
-class _GuardedStream(StreamingResponse):
-    """A streaming response that always closes its body iterator and runs ``on_close`` when done,
-    also when the client disconnects before or during the stream (which aborts the engine work)."""
-
-    def __init__(
-        self,
-        content: AsyncIterator[bytes],
-        *,
-        on_close: Any,
-        admission: Admission,
-        headers: dict[str, str],
-    ) -> None:
-        super().__init__(
-            content,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
-        )
-        self._on_close = on_close
-        self._admission = admission
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except asyncio.CancelledError:
-            if not self._admission.stopping:
-                raise
-            # Cut at the end of the grace period, after its last event (see _stream): finish the HTTP
-            # response, so the client sees a complete stream and the log no traceback.
-            with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.body_iterator.aclose()  # type: ignore[union-attr]
-            self._on_close()
-
-
-async def _merge(
-    gens: list[AsyncIterator[GenerationChunk]], deadline: float
-) -> AsyncIterator[tuple[int, GenerationChunk]]:
-    """Interleave several engine streams, tagging chunks with their prompt index, under a deadline."""
-    loop = asyncio.get_running_loop()
-    if len(gens) == 1:  # the common case: no tasks, no queue
-        gen = gens[0]
-        try:
-            while True:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise TimeoutError
-                async with asyncio.timeout(remaining):
-                    chunk = await anext(gen, None)
-                if chunk is None:
-                    return
-                yield 0, chunk
-        finally:
-            await gen.aclose()
-    queue: asyncio.Queue[tuple[int, GenerationChunk | BaseException | None]] = asyncio.Queue()
-
-    async def pump(i: int, gen: AsyncIterator[GenerationChunk]) -> None:
-        try:
-            async for chunk in gen:
-                await queue.put((i, chunk))
-            await queue.put((i, None))
-        except Exception as exc:
-            await queue.put((i, exc))
-
-    tasks = [asyncio.ensure_future(pump(i, g)) for i, g in enumerate(gens)]
-    try:
-        running = len(tasks)
-        while running:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError
-            async with asyncio.timeout(remaining):
-                i, item = await queue.get()
-            if item is None:
-                running -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield i, item
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def render_chat(
-    tokenizer: Tokenizer,
-    chat_template: str | None,
-    messages: list[dict[str, Any]],
-    add_generation_prompt: bool,
-    tools: list[dict[str, Any]] | None,
-    *,
-    continue_final_message: bool = False,
-) -> str:
-    """Messages through a chat template (``chat_template``, or the tokenizer's own when None)."""
-    extra: dict[str, Any] = {"tools": tools} if tools else {}
-    if continue_final_message:
-        extra["continue_final_message"] = True
-    try:
-        return tokenizer.apply_chat_template(
-            messages,
-            tokenize=False,
-            add_generation_prompt=add_generation_prompt,
-            chat_template=chat_template,
-            **extra,
-        )
-    except Exception as exc:
-        raise InvalidRequest(
-            f"The messages cannot be rendered with the chat template: {exc}"[:500], param="messages"
-        ) from None
-
-
-async def read_body(raw_request: Request, limit: int) -> bytes:
-    declared = raw_request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    async for part in raw_request.stream():
-        size += len(part)
-        if size > limit:
-            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
-        chunks.append(part)
-    return b"".join(chunks)
-
-
-async def _wait_disconnect(raw_request: Request) -> None:
-    """Returns when the client goes away (the body has been read, so only disconnects arrive)."""
-    while True:
-        message = await raw_request.receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def validation_message(exc: ValidationError) -> tuple[str, str | None]:
-    err = exc.errors(include_url=False, include_input=False)[0]
-    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
-    param = ".".join(loc) or None
-    if err["type"] == "json_invalid":
-        return "The request body is not valid JSON.", None
-    message = err["msg"]
-    more = len(exc.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return (f"Invalid value for '{param}': {message}{suffix}." if param else f"{message}{suffix}."), param
+        yield DONE
 
 
 def _first_line(text: str) -> str:

@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 
 from inference_runtime.config import ConfigError
 from inference_runtime.serving.base import BaseServingEngine
+from inference_runtime.serving.request import ServingRequest
 
 logger = logging.getLogger(__name__)
 
@@ -56,4 +57,8 @@ def load_serving_class(name: str) -> type[BaseServingEngine]:
     obj = import_target(table[name], f"serving class '{name}'")
     if not (isinstance(obj, type) and issubclass(obj, BaseServingEngine)):
         raise ConfigError(f"serving class '{name}' does not derive from BaseServingEngine")
+    model = getattr(obj, "request_model", None)
+    if not (isinstance(model, type) and issubclass(model, ServingRequest)):
+        # Checked here, not per request: the shared path reads ServingRequest's fields.
+        raise ConfigError(f"serving class '{name}': request_model does not derive from ServingRequest")
     return obj

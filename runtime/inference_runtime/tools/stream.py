@@ -8,18 +8,40 @@ assemble. Calls are sent once the choice is complete, because a call is only val
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Required, TypedDict
 
 from inference_runtime.tools.plan import ToolResult
 
 
-def tool_call_deltas(result: ToolResult) -> list[dict[str, Any]]:
+class FunctionDelta(TypedDict, total=False):
+    name: str
+    arguments: str
+
+
+class ToolCallDelta(TypedDict, total=False):
+    index: Required[int]
+    id: str
+    type: str
+    function: Required[FunctionDelta]
+
+
+class ToolDelta(TypedDict, total=False):
+    content: str | None
+    tool_calls: list[ToolCallDelta]
+
+
+def tool_call_deltas(result: ToolResult) -> list[ToolDelta]:
     """The deltas of a complete choice: its content (if any), then each call's head and arguments."""
-    deltas: list[dict[str, Any]] = []
+    deltas: list[ToolDelta] = []
     if result.content:
         deltas.append({"content": result.content})
     for index, call in enumerate(result.calls):
-        head = {"index": index, "id": call.id, "type": "function"}
-        deltas.append({"tool_calls": [{**head, "function": {"name": call.function.name, "arguments": ""}}]})
+        head: ToolCallDelta = {
+            "index": index,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.function.name, "arguments": ""},
+        }
+        deltas.append({"tool_calls": [head]})
         deltas.append({"tool_calls": [{"index": index, "function": {"arguments": call.function.arguments}}]})
     return deltas

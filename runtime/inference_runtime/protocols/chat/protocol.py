@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from inference_runtime.serving.fields import OpenAIBaseModel, SamplingFields
+from inference_runtime.protocols.openai.logprobs import ChatLogprobs
+from inference_runtime.protocols.openai.request import OpenAIBaseModel
+from inference_runtime.serving.base import Envelope, Usage
+from inference_runtime.serving.request import ServingRequest
 from inference_runtime.tools.messages import check_tool_results, template_tool_calls
 from inference_runtime.tools.protocol import ToolCall, ToolFields
+from inference_runtime.tools.stream import ToolDelta
 
 
 class TextPart(BaseModel):
@@ -77,7 +81,7 @@ class StructuredOutputs(BaseModel):
     disable_any_whitespace: bool = False
 
 
-class ChatCompletionRequest(OpenAIBaseModel, SamplingFields, ToolFields):
+class ChatCompletionRequest(OpenAIBaseModel, ServingRequest, ToolFields):
     model: str
     messages: list[ChatMessage] = Field(..., min_length=1)
     n: int = Field(1, ge=1)
@@ -91,3 +95,38 @@ class ChatCompletionRequest(OpenAIBaseModel, SamplingFields, ToolFields):
     include_stop_str_in_output: bool = False
     add_generation_prompt: bool = True
     structured_outputs: StructuredOutputs | None = None
+
+
+# Response bodies (plain dicts on the wire; keys in the order they are built).
+class ChatResponseMessage(TypedDict):
+    role: str
+    content: str | None
+    tool_calls: NotRequired[list[dict[str, Any]]]
+
+
+class ChatChoice(TypedDict):
+    index: int
+    message: ChatResponseMessage
+    logprobs: ChatLogprobs | None
+    finish_reason: str | None
+
+
+class ChatCompletion(Envelope):
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ChatDelta(ToolDelta, total=False):
+    role: str
+
+
+class ChatChunkChoice(TypedDict):
+    index: int
+    delta: ChatDelta
+    logprobs: ChatLogprobs | None
+    finish_reason: str | None
+
+
+class ChatCompletionChunk(Envelope):
+    choices: list[ChatChunkChoice]
+    usage: NotRequired[Usage]  # only on the last event, when the client asked for usage

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from fastapi import Request
 
 from inference_runtime.errors import InvalidRequest
 from inference_runtime.generation import GenerationChunk, SamplingSpec
-from inference_runtime.protocols.chat.protocol import ChatCompletionRequest, template_messages
+from inference_runtime.protocols.chat.protocol import (
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatDelta,
+    ChatResponseMessage,
+    template_messages,
+)
+from inference_runtime.protocols.openai.logprobs import chat_logprobs
 from inference_runtime.serving.base import BaseServingEngine, Completion, StreamState
-from inference_runtime.serving.logprobs import chat_logprobs
 from inference_runtime.tools.plan import ToolResult
 from inference_runtime.tools.stream import tool_call_deltas
 
 
-class OpenAIServingChat(BaseServingEngine):
+class OpenAIServingChat(BaseServingEngine[ChatCompletionRequest]):
     routes: ClassVar[tuple[str, ...]] = ("/v1/chat/completions", "/chat/completions")
     request_model = ChatCompletionRequest
     protocol = "chat"
@@ -59,11 +68,11 @@ class OpenAIServingChat(BaseServingEngine):
             spec.compact_json = request.structured_outputs.disable_any_whitespace
         return spec
 
-    def create_response(self, request: ChatCompletionRequest, result: Completion) -> dict[str, Any]:
+    def create_response(self, request: ChatCompletionRequest, result: Completion) -> ChatCompletion:
         top = request.top_logprobs or 0
-        choices = []
+        choices: list[ChatChoice] = []
         for c in result.choices:
-            message: dict[str, Any] = {"role": self.ctx.model.config.response_role, "content": c.text}
+            message: ChatResponseMessage = {"role": self.ctx.model.config.response_role, "content": c.text}
             finish_reason = c.finish_reason
             tools = self.tool_result(request, c)
             if tools is not None:
@@ -78,17 +87,16 @@ class OpenAIServingChat(BaseServingEngine):
                     "finish_reason": finish_reason,
                 }
             )
-        return self.envelope(
-            "chat.completion",
-            result,
-            choices=choices,
-            usage=self.usage(result.prompt_tokens, result.completion_tokens),
-        )
+        return {
+            **self.envelope("chat.completion", result),
+            "choices": choices,
+            "usage": self.usage(result.prompt_tokens, result.completion_tokens),
+        }
 
     def stream_chunks(
         self, request: ChatCompletionRequest, chunk: GenerationChunk, state: StreamState
-    ) -> list[dict[str, Any]]:
-        events = []
+    ) -> list[ChatCompletionChunk]:
+        events: list[ChatCompletionChunk] = []
         top = request.top_logprobs or 0
         plan = self.tool_plan(request)
         for c in chunk.choices:
@@ -97,11 +105,11 @@ class OpenAIServingChat(BaseServingEngine):
                 if result is not None:
                     events.extend(self._tool_events(c.index, result, state))
                 continue
-            delta: dict[str, Any] = {"content": c.text}
+            delta: ChatDelta = {"content": c.text}
             if c.index not in state.begun:  # the first chunk of a choice names the role
                 state.begun.add(c.index)
                 delta = {"role": self.ctx.model.config.response_role, "content": c.text}
-            choice: dict[str, Any] = {
+            choice: ChatChunkChoice = {
                 "index": c.index,
                 "delta": delta,
                 "logprobs": None,
@@ -109,17 +117,20 @@ class OpenAIServingChat(BaseServingEngine):
             }
             if request.logprobs:
                 choice["logprobs"] = chat_logprobs(c.logprobs, top)
-            events.append(self.envelope("chat.completion.chunk", state, choices=[choice]))
+            events.append({**self.envelope("chat.completion.chunk", state), "choices": [choice]})
         return events
 
-    def _tool_events(self, index: int, result: ToolResult, state: StreamState) -> list[dict[str, Any]]:
+    def _tool_events(self, index: int, result: ToolResult, state: StreamState) -> list[ChatCompletionChunk]:
         """A finished choice's held text as deltas: the role, content, calls, then the finish reason."""
-        deltas = [{"role": self.ctx.model.config.response_role}, *tool_call_deltas(result), {}]
+        deltas: list[ChatDelta] = [
+            {"role": self.ctx.model.config.response_role},
+            *tool_call_deltas(result),
+            {},
+        ]
         return [
-            self.envelope(
-                "chat.completion.chunk",
-                state,
-                choices=[
+            {
+                **self.envelope("chat.completion.chunk", state),
+                "choices": [
                     {
                         "index": index,
                         "delta": delta,
@@ -127,14 +138,13 @@ class OpenAIServingChat(BaseServingEngine):
                         "finish_reason": result.finish_reason if last else None,
                     }
                 ],
-            )
+            }
             for last, delta in ((i == len(deltas) - 1, d) for i, d in enumerate(deltas))
         ]
 
-    def stream_usage(self, request: ChatCompletionRequest, state: StreamState) -> dict[str, Any]:
-        return self.envelope(
-            "chat.completion.chunk",
-            state,
-            choices=[],
-            usage=self.usage(state.prompt_tokens, state.completion_tokens),
-        )
+    def stream_usage(self, request: ChatCompletionRequest, state: StreamState) -> ChatCompletionChunk:
+        return {
+            **self.envelope("chat.completion.chunk", state),
+            "choices": [],
+            "usage": self.usage(state.prompt_tokens, state.completion_tokens),
+        }

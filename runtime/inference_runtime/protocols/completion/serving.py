@@ -8,12 +8,17 @@ from fastapi import Request
 
 from inference_runtime.errors import InvalidRequest
 from inference_runtime.generation import GenerationChunk, SamplingSpec
-from inference_runtime.protocols.completion.protocol import MAX_PROMPTS, CompletionRequest
+from inference_runtime.protocols.completion.protocol import (
+    MAX_PROMPTS,
+    CompletionChoice,
+    CompletionRequest,
+    TextCompletion,
+)
+from inference_runtime.protocols.openai.logprobs import completion_logprobs
 from inference_runtime.serving.base import BaseServingEngine, Completion, PromptInput, StreamState
-from inference_runtime.serving.logprobs import completion_logprobs
 
 
-class OpenAIServingCompletion(BaseServingEngine):
+class OpenAIServingCompletion(BaseServingEngine[CompletionRequest]):
     routes: ClassVar[tuple[str, ...]] = ("/v1/completions", "/completions")
     request_model = CompletionRequest
     protocol = "completion"
@@ -57,8 +62,8 @@ class OpenAIServingCompletion(BaseServingEngine):
         prompt = prompts[index // n]
         return prompt.text if prompt.text is not None else self.engine.tokenizer.decode(prompt.token_ids)
 
-    def create_response(self, request: CompletionRequest, result: Completion) -> dict[str, Any]:
-        choices = []
+    def create_response(self, request: CompletionRequest, result: Completion) -> TextCompletion:
+        choices: list[CompletionChoice] = []
         for c in result.choices:
             choices.append(
                 {
@@ -70,23 +75,22 @@ class OpenAIServingCompletion(BaseServingEngine):
                     "finish_reason": c.finish_reason,
                 }
             )
-        return self.envelope(
-            "text_completion",
-            result,
-            choices=choices,
-            usage=self.usage(result.prompt_tokens, result.completion_tokens),
-        )
+        return {
+            **self.envelope("text_completion", result),
+            "choices": choices,
+            "usage": self.usage(result.prompt_tokens, result.completion_tokens),
+        }
 
     def stream_chunks(
         self, request: CompletionRequest, chunk: GenerationChunk, state: StreamState
-    ) -> list[dict[str, Any]]:
-        events = []
+    ) -> list[TextCompletion]:
+        events: list[TextCompletion] = []
         for c in chunk.choices:
             text = c.text
             if c.index not in state.begun:
                 state.begun.add(c.index)
                 text = self._echo(request, state.prompts, c.index, request.n) + text
-            choice = {
+            choice: CompletionChoice = {
                 "index": c.index,
                 "text": text,
                 "finish_reason": c.finish_reason,
@@ -94,13 +98,12 @@ class OpenAIServingCompletion(BaseServingEngine):
                 if request.logprobs is not None
                 else None,
             }
-            events.append(self.envelope("text_completion", state, choices=[choice]))
+            events.append({**self.envelope("text_completion", state), "choices": [choice]})
         return events
 
-    def stream_usage(self, request: CompletionRequest, state: StreamState) -> dict[str, Any]:
-        return self.envelope(
-            "text_completion",
-            state,
-            choices=[],
-            usage=self.usage(state.prompt_tokens, state.completion_tokens),
-        )
+    def stream_usage(self, request: CompletionRequest, state: StreamState) -> TextCompletion:
+        return {
+            **self.envelope("text_completion", state),
+            "choices": [],
+            "usage": self.usage(state.prompt_tokens, state.completion_tokens),
+        }

@@ -3,12 +3,15 @@ parallel lists (``history_input[i]`` is the user's turn i, ``history_output[i]``
 
 from __future__ import annotations
 
+from typing import NotRequired
+
 from pydantic import ConfigDict, Field, model_validator
 
-from inference_runtime.serving.fields import SamplingFields
+from inference_runtime.serving.base import Envelope, Usage
+from inference_runtime.serving.request import ServingRequest
 
 
-class GenerateRequest(SamplingFields):
+class GenerateRequest(ServingRequest):
     # Our own protocol: unknown fields are mistakes, not other vendors' options.
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -26,3 +29,18 @@ class GenerateRequest(SamplingFields):
                 f"(got {len(self.history_input)} and {len(self.history_output)})"
             )
         return self
+
+
+# Response bodies (plain dicts on the wire; keys in the order they are built).
+class Generation(Envelope):
+    text: str
+    finish_reason: str | None
+    usage: Usage
+
+
+class GenerationEvent(Envelope):
+    """One stream event; the last one carries ``usage``."""
+
+    text: str
+    finish_reason: str | None
+    usage: NotRequired[Usage]

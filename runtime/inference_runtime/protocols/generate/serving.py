@@ -3,17 +3,17 @@ with the model's chat template, and answers with a flat ``text`` (no choices: on
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from fastapi import Request
 
 from inference_runtime.errors import InvalidRequest
 from inference_runtime.generation import GenerationChunk
-from inference_runtime.protocols.generate.protocol import GenerateRequest
+from inference_runtime.protocols.generate.protocol import GenerateRequest, Generation, GenerationEvent
 from inference_runtime.serving.base import BaseServingEngine, Completion, StreamState
 
 
-class ServingGenerate(BaseServingEngine):
+class ServingGenerate(BaseServingEngine[GenerateRequest]):
     routes: ClassVar[tuple[str, ...]] = ("/generate",)
     request_model = GenerateRequest
     protocol = "generate"
@@ -46,29 +46,27 @@ class ServingGenerate(BaseServingEngine):
     def include_usage(self, request: GenerateRequest) -> bool:
         return True  # the last stream event always carries usage
 
-    def create_response(self, request: GenerateRequest, result: Completion) -> dict[str, Any]:
+    def create_response(self, request: GenerateRequest, result: Completion) -> Generation:
         choice = result.choices[0]
-        return self.envelope(
-            "generation",
-            result,
-            text=choice.text,
-            finish_reason=choice.finish_reason,
-            usage=self.usage(result.prompt_tokens, result.completion_tokens),
-        )
+        return {
+            **self.envelope("generation", result),
+            "text": choice.text,
+            "finish_reason": choice.finish_reason,
+            "usage": self.usage(result.prompt_tokens, result.completion_tokens),
+        }
 
     def stream_chunks(
         self, request: GenerateRequest, chunk: GenerationChunk, state: StreamState
-    ) -> list[dict[str, Any]]:
+    ) -> list[GenerationEvent]:
         return [
-            self.envelope("generation.chunk", state, text=c.text, finish_reason=c.finish_reason)
+            {**self.envelope("generation.chunk", state), "text": c.text, "finish_reason": c.finish_reason}
             for c in chunk.choices
         ]
 
-    def stream_usage(self, request: GenerateRequest, state: StreamState) -> dict[str, Any]:
-        return self.envelope(
-            "generation.chunk",
-            state,
-            text="",
-            finish_reason=None,
-            usage=self.usage(state.prompt_tokens, state.completion_tokens),
-        )
+    def stream_usage(self, request: GenerateRequest, state: StreamState) -> GenerationEvent:
+        return {
+            **self.envelope("generation.chunk", state),
+            "text": "",
+            "finish_reason": None,
+            "usage": self.usage(state.prompt_tokens, state.completion_tokens),
+        }

@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from inference_runtime.generation import TokenLogprob
+
+
+class TopLogprob(TypedDict):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class ChatTokenLogprob(TypedDict):
+    token: str
+    logprob: float
+    bytes: list[int]
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(TypedDict):
+    content: list[ChatTokenLogprob]
+
+
+class CompletionLogprobs(TypedDict):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float] | None]
+    text_offset: list[int]
 
 
 def _bytes(token: str) -> list[int]:
     return list(token.encode("utf-8", errors="replace"))
 
 
-def chat_logprobs(items: list[TokenLogprob] | None, top: int) -> dict[str, Any]:
+def chat_logprobs(items: list[TokenLogprob] | None, top: int) -> ChatLogprobs:
     return {
         "content": [
             {
@@ -25,8 +49,13 @@ def chat_logprobs(items: list[TokenLogprob] | None, top: int) -> dict[str, Any]:
     }
 
 
-def completion_logprobs(items: list[TokenLogprob] | None, top: int, text_offset: int = 0) -> dict[str, Any]:
-    tokens, token_logprobs, top_logprobs, offsets = [], [], [], []
+def completion_logprobs(
+    items: list[TokenLogprob] | None, top: int, text_offset: int = 0
+) -> CompletionLogprobs:
+    tokens: list[str] = []
+    token_logprobs: list[float] = []
+    top_logprobs: list[dict[str, float] | None] = []
+    offsets: list[int] = []
     offset = text_offset
     for lp in items or []:
         tokens.append(lp.token)

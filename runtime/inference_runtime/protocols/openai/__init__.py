@@ -1,0 +1,1 @@
+"""Wire pieces only the OpenAI protocols (chat and legacy completions) use."""
