@@ -1,8 +1,5 @@
-"""Journey steps written but not yet passing reliably on the 2-core test node.
-
-Not collected by pytest (the file name does not match test_*.py) until they pass: the scale test failed
-twice on the node (cause not yet read), the other three were not reached cleanly. To work on one, move it
-into test_journey.py and run `hack/test.sh tests/e2e -k NAME -v`.
+"""Day-2 operations on the real node: scale out and in, an engine killed in a running pod, probes under a
+saturating load, and the operator itself replaced in the middle of a rollout.
 """
 
 from __future__ import annotations
