@@ -22,7 +22,7 @@ log "ruff"
 "$VENV/bin/ruff" format --check .
 log "pytest"
 set +e
-"$VENV/bin/python" -m pytest -p no:cacheprovider -ra "$@"
+"$VENV/bin/python" -m pytest -p no:cacheprovider -ra --durations=25 "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
