@@ -60,7 +60,7 @@ def test_scale_out_serves_from_both_and_scale_in_drains(release: Node) -> None:
     assert "grace period over" not in removed_log, removed_log[-3000:]
 
 
-def test_an_engine_killed_mid_stream_ends_the_stream_restarts_the_container_and_the_model_reports_it(release: Node) -> None:
+def test_an_engine_killed_mid_stream_ends_it_restarts_the_container_and_the_cr_says_so(release: Node) -> None:
     (pod,) = release.pods(MODEL)
     name = pod["metadata"]["name"]
     restarts = pod["status"]["containerStatuses"][0]["restartCount"]
