@@ -60,10 +60,12 @@ def test_scale_out_serves_from_both_and_scale_in_drains(release: Node) -> None:
     assert "grace period over" not in removed_log, removed_log[-3000:]
 
 
-def test_a_killed_engine_restarts_the_container_and_the_model_reports_it(release: Node) -> None:
+def test_an_engine_killed_mid_stream_ends_it_restarts_the_container_and_the_cr_says_so(release: Node) -> None:
     (pod,) = release.pods(MODEL)
     name = pod["metadata"]["name"]
     restarts = pod["status"]["containerStatuses"][0]["restartCount"]
+    stream = release.spawn_netns("stream", pod_url(pod), MODEL, str(STREAM_TOKENS))
+    wait_for(lambda: _metric(release, pod_url(pod), "inference_requests_in_flight{") >= 1, what="a stream")
     # Kill vLLM's engine core inside the runtime container: the runtime answers 503, exits 1, restarts.
     release.kubectl(
         "exec", name, "--", "python", "-c",
@@ -74,6 +76,9 @@ def test_a_killed_engine_restarts_the_container_and_the_model_reports_it(release
         "        if b'resource_tracker' not in cmd and os.getppid() != int(pid):\n"
         "            os.kill(int(pid), signal.SIGKILL)\n",
     )  # fmt: skip
+    # The stream in flight ends at once with the protocol's error event, not a hang or a cut connection.
+    cut = release.result(stream, 120)
+    assert cut["error"] == "The inference engine is not available." and cut["done"], cut
     wait_for(lambda: release.condition(MODEL, "Ready").get("status") == "False", what="Ready=False")
     body = release.wait_ready(MODEL)
     (after,) = release.pods(MODEL)
