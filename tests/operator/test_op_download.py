@@ -213,6 +213,24 @@ def test_pods_read_the_folder_the_job_writes() -> None:
     assert model_source.model_dir(root, seen_by_runtime) == model_source.model_dir(root, seen_by_job)
 
 
+def test_a_hub_mirror_reaches_the_job_and_the_runtime_and_keys_the_cache() -> None:
+    mirror = {"huggingFace": {**HF["huggingFace"], "endpoint": "http://hub-mirror.models:8080"}}
+    m = model(mirror, cache=True)
+    (runtime,) = pod_spec(built(m))["containers"]
+    (container,) = download_job(m, SETTINGS)["spec"]["template"]["spec"]["containers"]
+    assert env(runtime)["HF_ENDPOINT"] == env(container)["HF_ENDPOINT"] == "http://hub-mirror.models:8080"
+    # Another Hub may hold other files under the same repository name: another folder, another Job.
+    public = download_job(model(HF, cache=True), SETTINGS)
+    assert download_job(m, SETTINGS)["metadata"]["name"] != public["metadata"]["name"]
+    entry = json.loads(configmap(m)["data"][CONFIG_KEY])["m1"]
+    seen_by_runtime = model_source.parse_model_uri(
+        entry["model_path"], patterns=tuple(entry["allow_patterns"]), hf_endpoint=env(runtime)["HF_ENDPOINT"]
+    )
+    assert model_source.model_dir(PurePosixPath("/models"), seen_by_runtime) == PurePosixPath(
+        download_job(m, SETTINGS)["metadata"]["annotations"]["inference.vif.dev/model-dir"]
+    )
+
+
 def test_no_built_object_contains_a_secret_value() -> None:
     # The spec only names Secrets; what reaches an object must be a reference, whatever the source.
     for kind in SOURCES:

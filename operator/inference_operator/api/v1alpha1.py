@@ -150,6 +150,13 @@ class HuggingFaceSource(_Schema):
         max_length=128,
         description="Branch, tag or commit to serve; a change downloads the new revision, then rolls pods.",
     )
+    endpoint: str | None = Field(
+        None,
+        pattern=_HTTP_URL,
+        max_length=512,
+        description="http(s) URL of another Hub, e.g. a mirror inside the cluster (HF_ENDPOINT); "
+        "default: the public Hub.",
+    )
     token_secret: SecretKeySelector | None = Field(
         None, description="Secret key holding a Hub token (HF_TOKEN), for gated or private repositories."
     )
@@ -163,7 +170,9 @@ class HuggingFaceSource(_Schema):
 
     @model_validator(mode="after")
     def _valid_source(self) -> HuggingFaceSource:
-        model_source.HubSource(repo=self.repo, revision=self.revision, patterns=tuple(self.files))
+        model_source.HubSource(
+            repo=self.repo, revision=self.revision, patterns=tuple(self.files), endpoint=self.endpoint
+        )
         return self
 
 
@@ -290,7 +299,9 @@ class ModelSpec(_Schema):
         remote = self.source.remote if self.source else None
         if isinstance(remote, HuggingFaceSource):
             uri = f"{model_source.HF_SCHEME}{remote.repo}@{remote.revision}"
-            return model_source.parse_model_uri(uri, patterns=tuple(remote.files))
+            return model_source.parse_model_uri(
+                uri, patterns=tuple(remote.files), hf_endpoint=remote.endpoint
+            )
         if isinstance(remote, S3ModelSource):
             return model_source.parse_model_uri(
                 remote.uri, s3_endpoint=remote.endpoint, s3_region=remote.region

@@ -18,7 +18,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Any
 
-from inference_operator.api.v1alpha1 import GROUP, S3ModelSource
+from inference_operator.api.v1alpha1 import GROUP, HuggingFaceSource, S3ModelSource
 from inference_operator.manifests.common import (
     CONFIG_PATH,
     MODELS_DIR,
@@ -57,6 +57,8 @@ def source_of(model: Model) -> model_source.ModelSource | None:
 def source_env(model: Model) -> list[dict[str, Any]]:
     """Variables the download and the runtime both need to find the same cache folder (no secrets)."""
     remote = model.spec.model.source.remote if model.spec.model.source else None
+    if isinstance(remote, HuggingFaceSource):
+        return [{"name": "HF_ENDPOINT", "value": remote.endpoint}] if remote.endpoint else []
     if not isinstance(remote, S3ModelSource):
         return []
     env = []
