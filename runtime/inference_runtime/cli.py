@@ -31,10 +31,11 @@ from inference_runtime.config import (
     load_model_config,
     source_from_env,
 )
+from inference_runtime.serving.admission import Admission
 from inference_runtime.serving.base import BaseServingEngine
 from inference_runtime.serving.registry import load_serving_class
 from inference_runtime.settings import Settings, settings_from_args
-from inference_runtime.sources import DownloadError, ensure_model, is_complete
+from inference_runtime.sources import DownloadError, ensure_model
 from inference_runtime.state import RuntimeState
 
 logger = logging.getLogger("inference_runtime")
@@ -117,9 +118,7 @@ class DrainingServer(uvicorn.Server):
         admission = self.runtime.admission
         admission.draining = True
         logger.info("draining: %d request(s) in flight, grace %.0f s", admission.active, self.grace)
-        deadline = asyncio.get_running_loop().time() + self.grace
-        while admission.active > 0 and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
+        await _until_idle(admission, self.grace)
         admission.stopping = True
         if admission.active:
             logger.warning("grace period over with %d request(s) in flight; stopping", admission.active)
@@ -128,9 +127,7 @@ class DrainingServer(uvicorn.Server):
             # on a loaded machine the process exited before those bytes left.
             for task in self.server_state.tasks:
                 task.cancel()
-            deadline = asyncio.get_running_loop().time() + CUT_FLUSH_SECONDS
-            while admission.active > 0 and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.05)
+            await _until_idle(admission, CUT_FLUSH_SECONDS)
         self.should_exit = True
 
     def fatal(self) -> None:
@@ -193,6 +190,13 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(server.exit_code)
 
 
+async def _until_idle(admission: Admission, seconds: float) -> None:
+    """Wait until no request is in flight, or ``seconds`` have passed."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while admission.active > 0 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+
+
 def download_only(settings: Settings) -> int:
     """``--download-only``: the source of ``--model-uri`` or of the config entry, into the model root.
 
@@ -215,10 +219,7 @@ def download_only(settings: Settings) -> int:
             logger.info("model %s is the local folder %s: nothing to download", model.name, model.model_path)
             return 0
         source = model.source
-    if is_complete(source, settings.model_root.resolve()):
-        logger.info("model %s is already downloaded in %s", source.uri, settings.model_root)
-        return 0
-    failed = fetch(settings, source)
+    failed = fetch(settings, source)  # at once when it is complete: the marker is read first
     return _fail(settings, failed) if failed else 0
 
 

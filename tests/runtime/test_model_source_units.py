@@ -27,7 +27,7 @@ from inference_policy.model_source import (
     parse_model_uri,
     revision_dir,
 )
-from inference_runtime.sources import DownloadError, ensure_model, is_complete
+from inference_runtime.sources import DownloadError, ensure_model
 from inference_runtime.sources.store import (
     Progress,
     RemoteFile,
@@ -296,7 +296,7 @@ def test_a_complete_folder_is_returned_without_a_client(tmp_path: Path) -> None:
     target.mkdir(parents=True)
     (target / "config.json").write_bytes(b"{}")
     write_marker(target, source.uri, "1" * 40, [RemoteFile(name="config.json", size=2)])
-    assert is_complete(source, tmp_path)
+    assert read_marker(target) is not None
     assert ensure_model(source, tmp_path, env={}) == target
 
 
@@ -350,7 +350,7 @@ def test_hub_offline_mode_is_one_line_saying_what_to_set(tmp_path: Path) -> None
         patch.setattr(constants, "HF_HUB_OFFLINE", True)
         with pytest.raises(DownloadError, match=r"^error: .*set HF_HUB_OFFLINE=0"):
             ensure_model(source, tmp_path, env={})
-    assert not is_complete(source, tmp_path)
+    assert read_marker(model_dir(tmp_path, source)) is None
 
 
 def test_too_little_space_is_refused_before_the_first_byte(tmp_path: Path) -> None:

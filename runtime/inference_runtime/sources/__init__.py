@@ -33,14 +33,9 @@ if TYPE_CHECKING:
     from inference_runtime.sources.hub import HubFetch
     from inference_runtime.sources.s3 import S3Fetch
 
-__all__ = ["DownloadError", "ensure_model", "is_complete"]
+__all__ = ["DownloadError", "ensure_model"]
 
 logger = logging.getLogger("inference_runtime.sources")
-
-
-def is_complete(source: ModelSource, root: Path) -> bool:
-    """Whether ``source`` is downloaded whole under ``root`` (reads the marker only, no network)."""
-    return read_marker(model_dir(root, source)) is not None
 
 
 def ensure_model(source: ModelSource, root: Path, env: Mapping[str, str] | None = None) -> Path:
@@ -53,7 +48,8 @@ def ensure_model(source: ModelSource, root: Path, env: Mapping[str, str] | None 
     target = model_dir(root, source)
     manifest = read_marker(target)
     if manifest is not None:
-        logger.info("model %s is in the cache at revision %s", source.uri, manifest.get("revision", "?"))
+        revision = manifest.get("revision", "?")
+        logger.info("model %s is already downloaded in %s (revision %s)", source.uri, root, revision)
         return target
     _refuse_symlinks(root, target, source.uri)
     with folder_lock(target, source.uri):
