@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import kopf
 
+from inference_operator import metrics
 from inference_operator import settings as settings_module
 from inference_operator.handlers import register
 
@@ -17,6 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbose=False,
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
     registry = kopf.OperatorRegistry()
     register(registry, settings)
     kopf.run(

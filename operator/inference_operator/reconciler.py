@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from inference_operator import manifests, status
+from inference_operator import manifests, metrics, status
 from inference_operator.api import v1alpha1 as api
 from inference_operator.api.policy import check_cluster_policy
 from inference_operator.diff import stamp, up_to_date
@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 # The runtime's --download-only log lines: progress while it runs, a summary at the end.
 PROGRESS_LINE = re.compile(r"download progress: (.+?)\s*$", re.MULTILINE)
-FINISHED_LINE = re.compile(r"(downloaded \S+ at revision \S+ \(\d+ files, [^)]+\) in [0-9.]+ s)")
+FINISHED_LINE = re.compile(
+    r"downloaded \S+ at revision \S+ \(\d+ files, [^,)]+, (?P<bytes>\d+) bytes\) in (?P<seconds>[0-9.]+) s"
+)
 LOG_TAIL_LINES = 20
 JOB_NAME_LABEL = "job-name"  # set by the job controller on a Job's pods
 
@@ -53,6 +55,8 @@ class Reconciler:
         self._namespace_locks: dict[str, threading.Lock] = {}
         # Download progress read from pod logs, by (namespace, pod): read at most once per resync interval.
         self._progress: dict[tuple[str, str], tuple[float, str | None]] = {}
+        # Download Jobs already in the metrics, by uid: every model that shares a Job sees it end.
+        self._counted: set[str] = set()
 
     def reconcile(self, namespace: str, name: str) -> None:
         """Bring one InferenceModel to its desired state. Raises ApiError only for transient failures."""
@@ -233,22 +237,37 @@ class Reconciler:
         meta = owner["metadata"]
         if new["reason"] == "Downloaded":
             summary = self._summary(meta["namespace"], download)
-            message = summary or new["message"]
+            message = summary[0] if summary else new["message"]
             log.info("InferenceModel %s/%s: %s", meta["namespace"], meta["name"], message)
             self._event(owner, "Normal", "Downloaded", message)
+            self._count(meta["namespace"], download, "downloaded", summary)
         elif new["reason"] == "DownloadFailed":
             log.warning("InferenceModel %s/%s: %s", meta["namespace"], meta["name"], new["message"])
             self._event(owner, "Warning", "DownloadFailed", new["message"])
+            self._count(meta["namespace"], download, "failed", None)
 
-    def _summary(self, namespace: str, download: status.Download) -> str | None:
-        """The runtime's final ``downloaded <uri> at revision <commit> (<n> files, <size>) in <s> s``."""
+    def _summary(self, namespace: str, download: status.Download) -> re.Match[str] | None:
+        """The runtime's final ``downloaded <uri> at revision <commit> (<n> files, <size>, <bytes> bytes)
+        in <s> s`` line, matched by :data:`FINISHED_LINE`."""
         if download.kind != "job" or download.job is None:
             return None
         for pod in self._job_pods(namespace, download.job["metadata"]["name"]):
-            found = FINISHED_LINE.findall(self._log(namespace, pod["metadata"]["name"]))
+            found = list(FINISHED_LINE.finditer(self._log(namespace, pod["metadata"]["name"])))
             if found:
                 return found[-1]
         return None
+
+    def _count(
+        self, namespace: str, download: status.Download, result: str, summary: re.Match[str] | None
+    ) -> None:
+        """Each download Job's end in the metrics once, however many models share it."""
+        if download.kind != "job" or download.job is None or download.job["metadata"]["uid"] in self._counted:
+            return
+        self._counted.add(download.job["metadata"]["uid"])
+        metrics.DOWNLOADS.labels(namespace, download.what, result).inc()
+        if summary:
+            metrics.DOWNLOAD_BYTES.labels(namespace, download.what).inc(int(summary["bytes"]))
+            metrics.DOWNLOAD_SECONDS.labels(namespace, download.what).observe(float(summary["seconds"]))
 
     def _event(self, owner: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         """A Kubernetes Event about ``owner``; losing one is logged, never fails the pass."""

@@ -33,6 +33,7 @@ class OperatorSettings:
     priority: int | None = None  # peering priority; None: random, so one replica leads
     standalone: bool = False  # skip peering (single replica, tests)
     liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
+    metrics_port: int | None = None  # Prometheus /metrics (inference_operator.metrics); None: not served
     field_manager: str = field(default=FIELD_MANAGER)
     # Folders under which an InferenceModel may mount a node folder (hostPath); empty: none may.
     allowed_host_paths: tuple[str, ...] = ()
@@ -89,6 +90,13 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         help="liveness endpoint URL; empty disables it (default %(default)s)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env.get("METRICS_PORT") or 8081),
+        help="port of the Prometheus /metrics endpoint (download bytes and durations); 0 disables it "
+        "(env METRICS_PORT; default %(default)s)",
+    )
+    parser.add_argument(
         "--allow-host-path",
         action="append",
         default=[],
@@ -109,6 +117,8 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
     for path in host_paths:
         if not normalised_folder(path):
             parser.error(f"allowed host path {path!r} must be a normalised absolute folder other than '/'")
+    if not 0 <= args.metrics_port <= 65535:
+        parser.error(f"metrics port {args.metrics_port} must be 0 (off) to 65535")
     if args.log_format not in ("text", "json"):
         parser.error(f"LOG_FORMAT must be text or json, not {args.log_format!r}")
     namespaces = args.namespaces
@@ -123,6 +133,7 @@ def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None =
         priority=args.priority,
         standalone=args.standalone,
         liveness_endpoint=args.liveness or None,
+        metrics_port=args.metrics_port or None,
         allowed_host_paths=tuple(host_paths),
         allowed_image_prefixes=tuple(
             args.allow_image_prefix or _split(env.get("ALLOWED_IMAGE_PREFIXES", ""))

@@ -198,10 +198,19 @@ def test_probes_point_at_the_operators_liveness_endpoint(helm: Helm) -> None:
     endpoint = _operator_settings(objects).liveness_endpoint
     match = re.fullmatch(r"http://0\.0\.0\.0:(\d+)(/\S+)", endpoint or "")
     assert match, f"the operator's liveness endpoint {endpoint!r} must listen on all interfaces"
-    (port,) = container["ports"]
-    assert port["containerPort"] == int(match[1])
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["health"] == int(match[1])
     for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": match[2], "port": port["name"]}
+        assert container[probe]["httpGet"] == {"path": match[2], "port": "health"}
+
+
+def test_the_metrics_port_is_the_one_the_operator_serves_and_can_be_turned_off(helm: Helm) -> None:
+    objects = helm.template()
+    ports = {port["name"]: port["containerPort"] for port in operator_container(objects)["ports"]}
+    assert ports["metrics"] == _operator_settings(objects).metrics_port == 8081
+    off = helm.template(set_values=["metrics.port=0"])
+    assert [port["name"] for port in operator_container(off)["ports"]] == ["health"]
+    assert _operator_settings(off).metrics_port is None
 
 
 def test_operator_pod_is_locked_down(helm: Helm) -> None:

@@ -14,15 +14,17 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from e2e.test_journey import QUESTION
+from prometheus_client.parser import text_string_to_metric_families
 
 from fixtures.helpers import REPO, wait_for
-from fixtures.node import EXAMPLE, NODE_IP, Node
+from fixtures.node import EXAMPLE, NODE_IP, OPERATOR_NAMESPACE, Node
 from fixtures.prereq import require_path
 from fixtures.processes import stop_process
 from inference_policy.model_source import COMPLETE_MARKER, S3Source, model_dir
@@ -50,28 +52,11 @@ def _in_node(node: Node, *cmd: str, **kwargs: Any) -> subprocess.CompletedProces
 def node_s3(release: Node) -> Iterator[str]:
     """moto's S3 server on the node's address, holding the SmolLM2 folder under s3://models/smollm2/."""
     smollm2 = require_path("VIF_SMOLLM2_MODEL", "SmolLM2 model")
-    log = (release.workdir / "moto.log").open("wb")
     moto = [sys.executable, "-m", "moto.server", "-H", NODE_IP, "-p", "9000"]
-    proc = subprocess.Popen(
-        [str(REPO / "hack" / "node.sh"), "exec", str(release.workdir), *moto],
-        env=release.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        probe = f"import socket; socket.create_connection(('{NODE_IP}', 9000), 2)"
-        wait_for(
-            lambda: proc.poll() is not None or _in_node(release, sys.executable, "-c", probe).returncode == 0,
-            what="moto's S3 server in the node",
-        )
-        assert proc.poll() is None, (release.workdir / "moto.log").read_text()[-2000:]
+    with in_node_server(release, "moto", *moto, port=9000):
         put = release.netns("s3-put", S3_ENDPOINT, BUCKET, PREFIX, str(smollm2))
         assert put["files"] >= 4, put
         yield S3_ENDPOINT
-    finally:
-        stop_process(proc, grace=10)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +101,31 @@ def cache(release: Node) -> Iterator[Path]:
     yield folder
 
 
-def s3_model(name: str, uri: str, replicas: int = 1) -> dict[str, Any]:
+@contextmanager
+def in_node_server(node: Node, name: str, *cmd: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``cmd`` (a server on NODE_IP:port) inside the node's network namespace until the test ends."""
+    log = (node.workdir / f"{name}.log").open("wb")
+    proc = subprocess.Popen(
+        [str(REPO / "hack" / "node.sh"), "exec", str(node.workdir), *cmd],
+        env=node.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        probe = f"import socket; socket.create_connection(('{NODE_IP}', {port}), 2)"
+        wait_for(
+            lambda: proc.poll() is not None or _in_node(node, sys.executable, "-c", probe).returncode == 0,
+            what=f"{name} in the node",
+        )
+        assert proc.poll() is None, (node.workdir / f"{name}.log").read_text()[-2000:]
+        yield proc
+    finally:
+        stop_process(proc, grace=10)
+        log.close()
+
+
+def s3_model(name: str, uri: str, replicas: int = 1, endpoint: str = S3_ENDPOINT) -> dict[str, Any]:
     """The CPU example, with its model taken from S3 through the cache instead of the image."""
     body = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
     body["metadata"] = {"name": name, "namespace": "default"}
@@ -127,7 +136,7 @@ def s3_model(name: str, uri: str, replicas: int = 1) -> dict[str, Any]:
         "source": {
             "s3": {
                 "uri": uri,
-                "endpoint": S3_ENDPOINT,
+                "endpoint": endpoint,
                 "region": "us-east-1",
                 "credentialsSecret": {"name": "s3-creds"},
             }
@@ -135,6 +144,20 @@ def s3_model(name: str, uri: str, replicas: int = 1) -> dict[str, Any]:
         "cache": {"claimName": CLAIM},
     }
     return body
+
+
+def operator_metric(node: Node, name: str, **labels: str) -> float:
+    """A sample of the operator's /metrics (port 8081, the chart's default), scraped inside the node."""
+    (pod,) = node.get("pods", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=inference-operator")[
+        "items"
+    ]
+    scraped = node.netns("get", f"http://{pod['status']['podIP']}:8081/metrics")
+    assert scraped["status"] == 200, scraped
+    for family in text_string_to_metric_families(scraped["body"]):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return sample.value
+    return 0.0
 
 
 def jobs_for(node: Node, uri: str) -> list[dict[str, Any]]:
@@ -156,6 +179,15 @@ def test_a_model_from_s3_is_downloaded_once_into_the_cache_served_and_cleaned_up
     (job,) = jobs_for(release, f"s3://{BUCKET}/{PREFIX}")
     folder = model_dir(cache, S3Source(bucket=BUCKET, prefix=PREFIX, endpoint=node_s3))
     assert (folder / COMPLETE_MARKER).is_file() and (folder / "config.json").is_file()
+    # The download in the operator's metrics: the bytes of every object, its duration, one success.
+    size = sum(
+        p.stat().st_size for p in require_path("VIF_SMOLLM2_MODEL", "SmolLM2").rglob("*") if p.is_file()
+    )
+    where = {"namespace": "default", "source": uri}
+    assert operator_metric(release, "inference_operator_model_download_bytes_total", **where) == size
+    assert operator_metric(release, "inference_operator_model_download_duration_seconds_count", **where) == 1
+    downloaded = {**where, "result": "downloaded"}
+    assert operator_metric(release, "inference_operator_model_downloads_total", **downloaded) == 1
     release.wait_ready("smollm2-s3")
     url = release.service_url("smollm2-s3")
     assert "Paris" in release.netns("chat", url, "smollm2-s3", QUESTION)["content"]
@@ -167,6 +199,7 @@ def test_a_model_from_s3_is_downloaded_once_into_the_cache_served_and_cleaned_up
         what="the second model to find the download",
     )
     assert [j["metadata"]["name"] for j in jobs_for(release, uri)] == [job["metadata"]["name"]]
+    assert operator_metric(release, "inference_operator_model_downloads_total", **downloaded) == 1
 
     # Both gone: the cached revision is removed (the operator's clean-up Job), and only that folder.
     release.kubectl("delete", "inferencemodel", "smollm2-s3", "smollm2-s3-again", "--wait=true")
@@ -184,8 +217,35 @@ def test_a_missing_bucket_says_not_found_and_starts_no_pod(release: Node, node_s
         what="ModelAvailable=DownloadFailed",
     )
     assert "not found" in failed["message"], failed
+    failures = {"namespace": "default", "source": "s3://no-such-bucket/m/", "result": "failed"}
+    assert operator_metric(release, "inference_operator_model_downloads_total", **failures) == 1
     assert "not-a-real-secret" not in json.dumps(release.im("no-bucket"))
     ready = release.condition("no-bucket", "Ready")
     assert ready["status"] == "False" and ready["reason"] == "DownloadFailed", ready
     assert release.pods("no-bucket") == []  # nothing crash-loops while the model is not there
     release.kubectl("delete", "inferencemodel", "no-bucket", "--wait=true")
+
+
+def test_a_corrupted_download_says_checksum_mismatch_and_serves_nothing(
+    release: Node, node_s3: str, cache: Path
+) -> None:
+    """The same bucket through a proxy that damages every ``config.json`` it serves (a stand-in for a store
+    or network that corrupts bytes): the MD5 in the object's ETag catches it; nothing is marked complete."""
+    proxy = [sys.executable, str(REPO / "tests" / "fixtures" / "corrupting_proxy.py")]
+    endpoint = f"http://{NODE_IP}:9001"
+    uri = f"s3://{BUCKET}/{PREFIX}"
+    with in_node_server(release, "proxy", *proxy, NODE_IP, "9001", node_s3, "config.json", port=9001):
+        release.kubectl("apply", "-f", "-", stdin=json.dumps(s3_model("corrupted", uri, endpoint=endpoint)))
+        failed = wait_for(
+            lambda: (
+                (c := release.condition("corrupted", "ModelAvailable")).get("reason") == "DownloadFailed"
+                and c
+            ),
+            timeout=900,
+            what="ModelAvailable=DownloadFailed",
+        )
+        assert "checksum mismatch:" in failed["message"], failed
+        assert release.pods("corrupted") == []
+        folder = model_dir(cache, S3Source(bucket=BUCKET, prefix=PREFIX, endpoint=endpoint))
+        assert not (folder / COMPLETE_MARKER).exists()
+        release.kubectl("delete", "inferencemodel", "corrupted", "--wait=true")

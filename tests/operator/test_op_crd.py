@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
-from op_helpers import CRD_FILE, EXAMPLES, crd_schema, validate_against_crd
+from op_helpers import CRD_FILE, EXAMPLES, REPO, crd_schema, validate_against_crd
 
 from inference_operator import crdgen
 from inference_operator.api.v1alpha1 import InferenceModelSpec
@@ -82,6 +83,25 @@ def test_crd_surface() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_examples_validate_against_the_crd_and_the_model(path) -> None:
     document = yaml.safe_load(path.read_text())
+    validate_against_crd(document)
+    InferenceModelSpec.model_validate(document["spec"])
+
+
+def _documented_models() -> list[tuple[str, dict]]:
+    """Every InferenceModel in a fenced yaml block of README.md and docs/ (what users copy)."""
+    found = []
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for block in re.findall(r"^```yaml\n(.*?)^```", doc.read_text(), re.MULTILINE | re.DOTALL):
+            for document in yaml.safe_load_all(block):
+                if isinstance(document, dict) and document.get("kind") == "InferenceModel":
+                    found.append((f"{doc.name}:{document['metadata']['name']}", document))
+    return found
+
+
+@pytest.mark.parametrize(
+    "document", [d for _, d in _documented_models()], ids=[n for n, _ in _documented_models()]
+)
+def test_documented_models_validate_against_the_crd_and_the_model(document: dict) -> None:
     validate_against_crd(document)
     InferenceModelSpec.model_validate(document["spec"])
 

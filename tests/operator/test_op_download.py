@@ -9,7 +9,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from op_helpers import make_model
+from prometheus_client import REGISTRY
 
+from inference_operator import status
 from inference_operator.manifests import configmap, deployment, desired, download_job, job_name
 from inference_operator.manifests.common import container_security_context, pod_security_context
 from inference_operator.manifests.configmap import CONFIG_KEY
@@ -300,10 +302,14 @@ def test_progress_is_the_last_progress_line_read_at_most_once_per_resync() -> No
 
 
 def test_the_runtimes_final_line_is_the_download_summary() -> None:
-    line = "INFO downloaded hf://o/n@main at revision 0123abc (10 files, 45.6 MiB) in 12.5 s"
-    assert FINISHED_LINE.findall(line) == [
-        "downloaded hf://o/n@main at revision 0123abc (10 files, 45.6 MiB) in 12.5 s"
-    ]
+    line = "INFO downloaded hf://o/n@main at revision 0123abc (10 files, 45.6 MiB, 47815065 bytes) in 12.5 s"
+    found = FINISHED_LINE.search(line)
+    assert found is not None
+    assert (
+        found[0]
+        == "downloaded hf://o/n@main at revision 0123abc (10 files, 45.6 MiB, 47815065 bytes) in 12.5 s"
+    )
+    assert (found["bytes"], found["seconds"]) == ("47815065", "12.5")
 
 
 def test_the_cleanup_removes_exactly_the_folder_model_source_computes() -> None:
@@ -331,3 +337,25 @@ def test_the_deployment_names_the_download_its_pods_serve() -> None:
     dep = built(m)
     assert dep["metadata"]["annotations"][SERVES_ANNOTATION] == download_job(m, SETTINGS)["metadata"]["name"]
     assert "annotations" not in built(model(S3, cache=False))["metadata"]
+
+
+def test_a_shared_download_job_is_counted_once_in_the_metrics() -> None:
+    """Every model sharing a Job sees it end; the metrics count the Job, with the runtime's bytes and time."""
+    uri = "s3://bucket/count-once/"
+    line = f"downloaded {uri} at revision latest (2 files, 1.0 MiB, 1048576 bytes) in 3.5 s"
+    job = {"metadata": {"name": "dl-count-once", "uid": "uid-count-once"}}
+    download = status.Download("job", uri, job=job)
+    reconciler = Reconciler(LogOnlyKube(""), SETTINGS)  # type: ignore[arg-type]
+    for _ in range(2):
+        reconciler._count("ns", download, "downloaded", FINISHED_LINE.search(line))
+    where = {"namespace": "ns", "source": uri}
+    sample = REGISTRY.get_sample_value
+    assert sample("inference_operator_model_downloads_total", {**where, "result": "downloaded"}) == 1
+    assert sample("inference_operator_model_download_bytes_total", where) == 1048576
+    assert sample("inference_operator_model_download_duration_seconds_sum", where) == 3.5
+    # A failed Job: counted, with no bytes or duration (there is no final line).
+    failed = status.Download("job", "s3://bucket/fails/", job={"metadata": {"name": "dl-f", "uid": "uid-f"}})
+    reconciler._count("ns", failed, "failed", None)
+    where = {"namespace": "ns", "source": "s3://bucket/fails/"}
+    assert sample("inference_operator_model_downloads_total", {**where, "result": "failed"}) == 1
+    assert sample("inference_operator_model_download_bytes_total", where) is None

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from inference_operator.reconciler import FINISHED_LINE
 from inference_policy.model_source import (
     COMPLETE_MARKER,
     HubSource,
@@ -231,7 +232,7 @@ def test_more_bytes_than_listed_is_a_mismatch(tmp_path: Path) -> None:
     remote = RemoteFile(name="w.bin", size=10)
     with pytest.raises(DownloadError, match=r"^checksum mismatch: .*longer"):
         download_file(tmp_path, remote, StoreStandin(DATA), progress_for(remote), "hf://x@main")
-    assert not (tmp_path / "w.bin").exists()
+    assert not (tmp_path / "w.bin").exists() and not (tmp_path / "w.bin.partial").exists()
 
 
 def test_fewer_bytes_than_listed_keeps_the_partial_for_a_rerun(tmp_path: Path) -> None:
@@ -316,8 +317,11 @@ def test_progress_lines_have_the_documented_shape(caplog: pytest.LogCaptureFixtu
     assert lines[0] == "download progress: 75% (3.0 MiB of 4.0 MiB, 0 of 2 files)"  # the first, at once
     assert lines[-2] == "download progress: 100% (4.0 MiB of 4.0 MiB, 2 of 2 files)"
     assert re.fullmatch(
-        r"downloaded s3://bucket/x/ at revision latest \(2 files, 4\.0 MiB\) in \d+\.\d s", lines[-1]
+        r"downloaded s3://bucket/x/ at revision latest \(2 files, 4\.0 MiB, 4194304 bytes\) in \d+\.\d s",
+        lines[-1],
     )
+    found = FINISHED_LINE.search(lines[-1])  # what the operator reads back for its metrics
+    assert found is not None and found["bytes"] == str(4 << 20)
 
 
 # --- S3 digests ---------------------------------------------------------------------------------------

@@ -14,15 +14,21 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
+from botocore.config import Config
 
-from fixtures.helpers import wait_for
+from fixtures.helpers import REPO, free_port, listening, wait_for
 from fixtures.hub_standin import HubStandin, StandinRepo
 from fixtures.prereq import missing
+from fixtures.processes import stop_process
 from fixtures.runtime_server import runtime_command, spawn_runtime, tiny_entry, write_config
 from fixtures.s3_server import S3Server
 from inference_policy.model_source import COMPLETE_MARKER, model_dir, parse_model_uri
@@ -133,8 +139,8 @@ def test_hub_download_only_fetches_every_file_at_the_resolved_commit(
     assert len(paths) == 1 + len(resolved) + len(lfs)
     progress = PROGRESS.findall(done.stderr)
     assert progress and progress[-1] == ("100", str(len(repo.files)), str(len(repo.files)))
-    size = sum(map(len, repo.files.values())) / (1 << 20)
-    counts = rf"\({len(repo.files)} files, {size:.1f} MiB\)"
+    nbytes = sum(map(len, repo.files.values()))
+    counts = rf"\({len(repo.files)} files, {nbytes / (1 << 20):.1f} MiB, {nbytes} bytes\)"
     last = rf"downloaded {re.escape(URI)}@main at revision {repo.commit} {counts} in \d+\.\d s"
     assert re.search(last, done.stderr), done.stderr
 
@@ -435,6 +441,60 @@ def test_s3_wrong_secret_is_unauthorised(s3_server: S3Server, s3_bucket: str, tm
     done = download(f"s3://{s3_bucket}/tiny", tmp_path / "models", env, log=log)
     assert_failed(done, "unauthorised: ", log)
     assert wrong not in done.stderr and s3_server.access_key_id not in done.stderr
+
+
+@contextmanager
+def corrupting_proxy(upstream: str, damaged: str) -> Iterator[str]:
+    """tests/fixtures/corrupting_proxy.py on 127.0.0.1 in front of ``upstream``, damaging every file whose
+    name ends with ``damaged``; its endpoint."""
+    port = free_port()
+    proxy = [sys.executable, str(REPO / "tests" / "fixtures" / "corrupting_proxy.py")]
+    proc = subprocess.Popen(
+        [*proxy, "127.0.0.1", str(port), upstream, damaged],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: proc.poll() is not None or listening(port), what="the corrupting proxy")
+        assert proc.poll() is None
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(proc, grace=5)
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        pytest.param("config.json", id="caught-by-the-stores-own-checksum"),  # ChecksumSHA256, and CRC32
+        pytest.param("tokenizer.json", id="caught-by-the-etag-md5"),  # stored without a flexible checksum
+    ],
+)
+def test_s3_bytes_damaged_on_the_way_are_a_checksum_mismatch(
+    s3_server: S3Server, s3_bucket: str, tiny_model_path: Path, tmp_path: Path, damaged: str
+) -> None:
+    # tokenizer.json again, as a client that adds no checksum of its own stores it: only its ETag (the MD5
+    # of a single-part upload) names the bytes.
+    plain = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=s3_server.access_key_id,
+        aws_secret_access_key=s3_server.secret_access_key,
+        config=Config(request_checksum_calculation="when_required"),
+    )
+    tokenizer = (tiny_model_path / "tokenizer.json").read_bytes()
+    plain.put_object(Bucket=s3_bucket, Key="tiny/tokenizer.json", Body=tokenizer)
+    head = plain.head_object(Bucket=s3_bucket, Key="tiny/tokenizer.json", ChecksumMode="ENABLED")
+    assert not [k for k in head if k.startswith("Checksum") and k != "ChecksumType"], head
+    root, log = tmp_path / "models", tmp_path / "termination-log"
+    uri = f"s3://{s3_bucket}/tiny"
+    with corrupting_proxy(s3_server.endpoint, damaged) as endpoint:
+        env = base_env(**(s3_server.env() | {"AWS_ENDPOINT_URL": endpoint}))
+        line = assert_failed(download(uri, root, env, log=log), "checksum mismatch: ", log)
+    assert damaged in line and s3_server.secret_access_key not in line
+    target = model_dir(root, parse_model_uri(uri, s3_endpoint=endpoint, s3_region="us-east-1"))
+    assert not (target / COMPLETE_MARKER).exists()
+    assert not [p for p in target.rglob("*") if p.name in (damaged, damaged + ".partial")]
 
 
 # --- the real engine ----------------------------------------------------------------------------------

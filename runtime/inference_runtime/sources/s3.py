@@ -23,11 +23,13 @@ from botocore.exceptions import (
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    FlexibleChecksumError,
     ReadTimeoutError,
 )
 
 from inference_policy.model_source import S3_REVISION_DIR, S3Source
 from inference_runtime.sources.store import (
+    CHECKSUM,
     ERROR,
     MAX_FILES,
     NOT_FOUND,
@@ -151,6 +153,11 @@ class S3Fetch:
                     UNREACHABLE, f"{uri}: the store answered {code or status}; try again later"
                 ) from None
             raise DownloadError(ERROR, f"{uri}: the store answered {code or status} for {what}") from None
+        except FlexibleChecksumError:
+            # boto3 checks the object's own CRC/SHA checksum (stored at upload) as the body is read.
+            raise DownloadError(
+                CHECKSUM, f"{uri}: {what} does not match the checksum the store holds for it"
+            ) from None
         except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError):
             raise DownloadError(UNREACHABLE, f"{uri}: cannot reach the store ({what})") from None
         except BotoCoreError as exc:

@@ -129,11 +129,12 @@ class Progress:
 
     def finished(self, revision: str) -> None:
         logger.info(
-            "downloaded %s at revision %s (%d files, %s) in %.1f s",
+            "downloaded %s at revision %s (%d files, %s, %d bytes) in %.1f s",
             self.uri,
             revision,
             self.total_files,
             mib(self.total_bytes),
+            self.total_bytes,
             time.monotonic() - self.started,
         )
 
@@ -199,6 +200,10 @@ def download_file(target: Path, remote: RemoteFile, fetch: Fetch, progress: Prog
             checked = _fetch_into(partial, remote, fetch, progress, offset, uri)
     except OSError as exc:
         raise _disk_error(exc, uri) from None
+    except DownloadError as exc:
+        if exc.category == CHECKSUM:  # bytes known to be wrong are never resumed from
+            partial.unlink(missing_ok=True)
+        raise
     _verify(partial, checked, uri)
     try:
         os.replace(partial, path)
@@ -219,7 +224,6 @@ def _fetch_into(
             for chunk in chunks:
                 written += len(chunk)
                 if written > remote.size:
-                    out.truncate(0)
                     raise DownloadError(CHECKSUM, f"{uri}: '{remote.name}' is longer than the listing says")
                 out.write(chunk)
                 progress.add(len(chunk))
