@@ -423,6 +423,19 @@ def test_s3_download_only_fetches_every_object(
     assert again.returncode == 0 and "already downloaded" in again.stderr
 
 
+@pytest.mark.parametrize("key", ["tiny/../escape.json", "tiny//etc/x.json", "tiny/a/../../escape.json"])
+def test_s3_hostile_keys_are_refused_and_nothing_is_written_outside(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path, key: str
+) -> None:
+    s3_server.client().put_object(Bucket=s3_bucket, Key=key, Body=b"{}")
+    root = tmp_path / "cache" / "models"
+    log = tmp_path / "termination-log"
+    done = download(f"s3://{s3_bucket}/tiny", root, base_env(**s3_server.env()), log=log)
+    assert_failed(done, "refused: ", log)
+    assert [p for p in all_files(tmp_path) if not p.startswith("cache/models/")] == ["termination-log"]
+    assert not [p for p in all_files(root) if not p.endswith(".lock")]  # refused before the first byte
+
+
 def test_s3_unknown_bucket_is_not_found(s3_server: S3Server, tmp_path: Path) -> None:
     log = tmp_path / "termination-log"
     done = download("s3://vif-no-such-bucket/tiny", tmp_path / "models", base_env(**s3_server.env()), log=log)
