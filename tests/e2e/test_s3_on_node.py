@@ -230,7 +230,8 @@ def test_a_corrupted_download_says_checksum_mismatch_and_serves_nothing(
     release: Node, node_s3: str, cache: Path
 ) -> None:
     """The same bucket through a proxy that damages every ``config.json`` it serves (a stand-in for a store
-    or network that corrupts bytes): the MD5 in the object's ETag catches it; nothing is marked complete."""
+    or network that corrupts bytes): the checksum the store keeps for each object (s3-put's boto3 adds one)
+    catches it; nothing is marked complete."""
     proxy = [sys.executable, str(REPO / "tests" / "fixtures" / "corrupting_proxy.py")]
     endpoint = f"http://{NODE_IP}:9001"
     uri = f"s3://{BUCKET}/{PREFIX}"

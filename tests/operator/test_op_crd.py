@@ -98,9 +98,7 @@ def _documented_models() -> list[tuple[str, dict]]:
     return found
 
 
-@pytest.mark.parametrize(
-    "document", [d for _, d in _documented_models()], ids=[n for n, _ in _documented_models()]
-)
+@pytest.mark.parametrize("document", [pytest.param(d, id=n) for n, d in _documented_models()])
 def test_documented_models_validate_against_the_crd_and_the_model(document: dict) -> None:
     validate_against_crd(document)
     InferenceModelSpec.model_validate(document["spec"])

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 from botocore.config import Config
@@ -487,14 +486,7 @@ def test_s3_bytes_damaged_on_the_way_are_a_checksum_mismatch(
 ) -> None:
     # tokenizer.json again, as a client that adds no checksum of its own stores it: only its ETag (the MD5
     # of a single-part upload) names the bytes.
-    plain = boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=s3_server.access_key_id,
-        aws_secret_access_key=s3_server.secret_access_key,
-        config=Config(request_checksum_calculation="when_required"),
-    )
+    plain = s3_server.client(config=Config(request_checksum_calculation="when_required"))
     tokenizer = (tiny_model_path / "tokenizer.json").read_bytes()
     plain.put_object(Bucket=s3_bucket, Key="tiny/tokenizer.json", Body=tokenizer)
     head = plain.head_object(Bucket=s3_bucket, Key="tiny/tokenizer.json", ChecksumMode="ENABLED")
