@@ -29,23 +29,36 @@ def test_median_run_keeps_one_whole_run() -> None:
     assert median_run([run("c=1", None, 1.0, 1.0)])["output_throughput"] is None
 
 
-def test_ratios_are_ours_over_vllm_per_load_point() -> None:
-    ours = [run("c=1", 200.0, 10.0, 30.0), run("c=8", None, 20.0, 40.0)]
-    vllm = [run("c=1", 100.0, 20.0, 30.0), run("c=8", 500.0, 10.0, 80.0)]
-    first, second = ratios(ours, vllm)
-    assert first == {"load": "c=1", "tok/s": 2.0, "TTFT p50": 0.5, "TTFT p99": 1.0}
-    assert second == {"load": "c=8", "tok/s": None, "TTFT p50": 2.0, "TTFT p99": 0.5}
+def test_ratios_are_ours_over_vllm_round_by_round() -> None:
+    # Round 2 ran on a machine twice as slow for both servers: per-round ratios see through it, where
+    # dividing the median runs would compare ours' fast round with vLLM's slow one.
+    ours = [[run("c=1", 200.0, 10.0, 30.0), run("c=1", 100.0, 20.0, 60.0), run("c=1", 220.0, 10.0, 30.0)]]
+    vllm = [[run("c=1", 100.0, 20.0, 30.0), run("c=1", 50.0, 40.0, 60.0), run("c=1", 200.0, 10.0, 30.0)]]
+    (row,) = ratios(ours, vllm)
+    assert row["load"] == "c=1"
+    assert row["tok/s"] == {"median": 2.0, "min": 1.1, "max": 2.0, "rounds": [2.0, 2.0, 1.1]}
+    assert row["TTFT p50"]["rounds"] == [0.5, 0.5, 1.0] and row["TTFT p50"]["median"] == 0.5
+    assert row["TTFT p99"]["median"] == 1.0
+
+
+def test_ratios_skip_rounds_without_a_figure() -> None:
+    ours = [[run("c=8", None, 20.0, 40.0), run("c=8", 300.0, 20.0, 40.0)]]
+    vllm = [[run("c=8", 500.0, 10.0, 80.0), run("c=8", 0.0, 10.0, 80.0)]]
+    (row,) = ratios(ours, vllm)
+    assert row["tok/s"] is None  # one round lacks ours, the other has nothing to divide by
+    assert row["TTFT p50"]["rounds"] == [2.0, 2.0]
 
 
 def test_ratios_refuse_sweeps_of_different_lengths() -> None:
     with pytest.raises(ValueError):
-        ratios([run("c=1", 1.0, 1.0, 1.0)], [])
+        ratios([[run("c=1", 1.0, 1.0, 1.0)]], [])
+    with pytest.raises(ValueError):  # and rounds that do not pair up
+        ratios([[run("c=1", 1.0, 1.0, 1.0)]], [[run("c=1", 1.0, 1.0, 1.0)] * 2])
 
 
 def test_comparison_table_has_a_column_per_target_and_ratio() -> None:
-    table = comparison_table(
-        {"ours": [run("c=1", 200.0, 10.0, 30.0)], "vllm": [run("c=1", 100.0, 20.0, 30.0)]}
-    ).splitlines()
+    ours, vllm = [run("c=1", 200.0, 10.0, 30.0)], [run("c=1", 100.0, 20.0, 30.0)]
+    table = comparison_table({"ours": ours, "vllm": vllm}, ratios([ours], [vllm])).splitlines()
     assert "ours tok/s" in table[0] and "vllm TTFT p99" in table[0] and "ratio TTFT p50" in table[0]
     assert table[1].split() == [
         "c=1",
@@ -59,8 +72,17 @@ def test_comparison_table_has_a_column_per_target_and_ratio() -> None:
         "0.50",
         "1.00",
     ]
+    # several rounds: the median ratio and its range
+    rounds = ratios([ours * 3], [[run("c=1", 100.0, 20.0, 30.0), *[run("c=1", 400.0, 5.0, 30.0)] * 2]])
+    assert table_cells(comparison_table({"ours": ours, "vllm": vllm}, rounds))[-6:] == [
+        "0.50", "[0.50-2.00]", "2.00", "[0.50-2.00]", "1.00", "[1.00-1.00]",
+    ]  # fmt: skip
     # without vLLM's figures there is nothing to divide by
     assert "ratio" not in comparison_table({"engine": [run("c=1", 50.0, 1.0, 2.0)]})
+
+
+def table_cells(table: str) -> list[str]:
+    return table.splitlines()[1].split()
 
 
 def test_cpu_table_lists_both_servers_per_load_point() -> None:

@@ -67,12 +67,18 @@ def test_scale_out_serves_from_both_and_scale_in_drains(release: Node, tmp_path:
     assert "grace period over" not in removed_log, removed_log[-3000:]
 
 
-def test_an_engine_killed_mid_stream_ends_it_restarts_the_container_and_the_cr_says_so(release: Node) -> None:
+def test_an_engine_killed_mid_stream_ends_it_restarts_the_container_and_the_cr_says_so(
+    release: Node, tmp_path: Path
+) -> None:
     (pod,) = release.pods(MODEL)
     name = pod["metadata"]["name"]
     restarts = pod["status"]["containerStatuses"][0]["restartCount"]
-    stream = release.spawn_netns("stream", pod_url(pod), MODEL, str(STREAM_TOKENS))
-    wait_for(lambda: _metric(release, pod_url(pod), "inference_requests_in_flight{") >= 1, what="a stream")
+    # The client itself says when its first token has arrived (a file), so the kill lands mid-stream
+    # however slowly the loaded node starts it; if the stream ends first, its own result says why.
+    started = tmp_path / "started"
+    stream = release.spawn_netns("stream", pod_url(pod), MODEL, str(STREAM_TOKENS), str(started))
+    wait_for(lambda: started.exists() or stream.poll() is not None, what="the stream's first token")
+    assert stream.poll() is None, release.result(stream)
     # Kill vLLM's engine core inside the runtime container: the runtime answers 503, exits 1, restarts.
     release.kubectl(
         "exec", name, "--", "python", "-c",

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,35 +82,80 @@ def _figure(run: dict[str, Any], metric: str, statistic: str | None) -> float | 
     return run[metric] if statistic is None else report.latency(run, metric, statistic)
 
 
-def ratios(ours: Sequence[dict[str, Any]], vllm: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per load point, ours/vLLM for throughput and TTFT p50/p99 (``None`` where a side has no figure)."""
+def ratios(
+    ours: Sequence[Sequence[dict[str, Any]]], vllm: Sequence[Sequence[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Per load point, ours/vLLM of throughput and TTFT p50/p99, formed round by round.
+
+    ``ours[i]`` and ``vllm[i]`` hold the runs of load point i in round order; the runs of one round ran
+    back to back, under the same background load, so their ratio is the fair comparison even when the
+    machine's speed drifts between rounds. Each figure is ``{"median", "min", "max", "rounds"}`` over the
+    rounds where both sides have it (``None`` where no round does).
+    """
     rows = []
     for mine, theirs in zip(ours, vllm, strict=True):
-        row: dict[str, Any] = {"load": mine["load"]}
+        row: dict[str, Any] = {"load": mine[0]["load"]}
         for name, metric, statistic in COMPARED:
-            a, b = _figure(mine, metric, statistic), _figure(theirs, metric, statistic)
-            row[name] = a / b if a is not None and b else None
+            pairs = [
+                (_figure(a, metric, statistic), _figure(b, metric, statistic))
+                for a, b in zip(mine, theirs, strict=True)
+            ]
+            rounds = [a / b for a, b in pairs if a is not None and b]
+            row[name] = (
+                {
+                    "median": statistics.median(rounds),
+                    "min": min(rounds),
+                    "max": max(rounds),
+                    "rounds": rounds,
+                }
+                if rounds
+                else None
+            )
         rows.append(row)
     return rows
 
 
-def comparison_table(results: dict[str, list[dict[str, Any]]]) -> str:
-    """Per load point: each target's throughput and TTFT p50/p99, then the ours/vLLM ratios."""
+def _ratio_cell(ratio: dict[str, Any] | None) -> str:
+    """``median [min-max]``, or just the value for a single round."""
+    if ratio is None:
+        return "-"
+    if len(ratio["rounds"]) == 1:
+        return report.fmt(ratio["median"], 2)
+    return f"{ratio['median']:.2f} [{ratio['min']:.2f}-{ratio['max']:.2f}]"
+
+
+def comparison_table(
+    results: dict[str, list[dict[str, Any]]], ratio_rows: Sequence[dict[str, Any]] = ()
+) -> str:
+    """Per load point: each target's median run (throughput, TTFT p50/p99), then the ours/vLLM ratios
+    of :func:`ratios` (median over rounds, and their range)."""
     present = [t for t in TARGETS if t in results]
-    both = "ours" in results and "vllm" in results
     header = f"{'load':<18}" + "".join(f"{f'{t} {name}':>18}" for name, _, _ in COMPARED for t in present)
-    if both:
-        header += "".join(f"{f'ratio {name}':>16}" for name, _, _ in COMPARED)
+    if ratio_rows:
+        header += "".join(f"{f'ratio {name}':>22}" for name, _, _ in COMPARED)
     lines = [header]
-    ratio_rows = ratios(results["ours"], results["vllm"]) if both else []
     for i, run in enumerate(results[present[0]]):
         line = f"{run['load']:<18}"
         for _, metric, statistic in COMPARED:
             line += "".join(f"{report.fmt(_figure(results[t][i], metric, statistic)):>18}" for t in present)
-        if both:
-            line += "".join(f"{report.fmt(ratio_rows[i][name], 2):>16}" for name, _, _ in COMPARED)
+        if ratio_rows:
+            line += "".join(f"{_ratio_cell(ratio_rows[i][name]):>22}" for name, _, _ in COMPARED)
         lines.append(line)
     return "\n".join(lines)
+
+
+def settings_line(engine: EngineSettings, load: LoadSettings, api: str, repeat: int) -> str:
+    """What the run measured, printed with its figures so a pasted table carries its own settings."""
+    e, lo, m = engine.describe(), load.describe(), machine.describe()
+    return (
+        f"{e['model_name']} ({Path(str(e['model_path'])).name}), {api}, dtype {e['dtype']}, "
+        f"{'eager' if e['enforce_eager'] else 'compiled'}, max_model_len {e['max_model_len']}, "
+        f"max_num_seqs {e['max_num_seqs']}, KV cache {e['kv_cache_gib']} GiB; "
+        f"{','.join(lo['points'])} x {lo['num_requests']} requests (+{lo['warmup']} warm-up), "
+        f"input {lo['input_len'] or lo['prompts_file']}, output {lo['output_len']}, "
+        f"{'stream' if lo['stream'] else 'no stream'}, {repeat} round(s); "
+        f"{m['cpu']} x{m['cpu_count']}, load average {m['load_average'][0]:.2f} at {m['date_utc']}"
+    )
 
 
 def cpu_table(results: dict[str, list[dict[str, Any]]]) -> str:
@@ -264,10 +310,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ServerError, OSError) as exc:
             failures["engine"] = str(exc)
             print(f"engine: {exc}", file=sys.stderr, flush=True)
+    ratio_rows = ratios(trials["ours"], trials["vllm"]) if {"ours", "vllm"} <= trials.keys() else []
+    print(f"settings: {settings_line(engine, load, args.api, args.repeat)}\n")
     for target, runs in results.items():
         print(f"{target}:\n{report.sweep_table(runs)}\n")
     if results:
-        print(comparison_table(results))
+        print(comparison_table(results, ratio_rows))
     if servers_up:
         print(f"\n{cpu_table(results)}")
     if args.output_json:
@@ -280,9 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "results": results,
             "trials": trials,
             "failures": failures,
-            "ratios": ratios(results["ours"], results["vllm"])
-            if {"ours", "vllm"} <= results.keys()
-            else None,
+            "ratios": ratio_rows or None,
         }
         args.output_json.write_text(json.dumps(document, indent=2) + "\n")
     return 1 if failures else 0

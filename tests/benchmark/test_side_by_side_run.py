@@ -1,0 +1,51 @@
+"""``python tools/side_by_side.py`` run for real: our runtime and vLLM's own server on the tiny model.
+
+A short run (two rounds of one load point), as a user would start it: both servers come up with the
+same engine settings, each round pairs them back to back, and the output records what was run. Nothing
+here asserts on speed (docs/benchmark.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "side_by_side.py"
+ROUNDS = 2
+REQUESTS = 4
+
+pytestmark = pytest.mark.engine
+
+
+def test_side_by_side_runs_both_servers_and_records_its_settings(
+    tiny_model_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "sbs.json"
+    argv = [
+        sys.executable, str(SCRIPT), "--model", str(tiny_model_path), "--model-name", "tiny",
+        "--targets", "ours,vllm", "--max-model-len", "256", "--max-num-seqs", "4",
+        "--concurrency", "2", "--num-requests", str(REQUESTS), "--warmup", "1", "--repeat", str(ROUNDS),
+        "--input-len", "8", "--output-len", "4", "--workdir", str(tmp_path / "work"),
+        "--output-json", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads(out.read_text())
+    assert document["failures"] == {}
+    assert document["engine"]["enforce_eager"] is True and document["engine"]["max_model_len"] == 256
+    assert document["load"]["points"] == ["c=2"] and document["repeat"] == ROUNDS
+    assert document["machine"]["cpu_count"] >= 1 and len(document["machine"]["load_average"]) == 3
+    for target in ("ours", "vllm"):
+        (rounds,) = document["trials"][target]
+        assert [r["completed"] for r in rounds] == [REQUESTS] * ROUNDS, rounds
+        assert all(r["server_cpu_ms_per_request"]["all_processes"] > 0 for r in rounds)
+    (ratio,) = document["ratios"]
+    assert len(ratio["tok/s"]["rounds"]) == ROUNDS
+    assert ratio["tok/s"]["min"] <= ratio["tok/s"]["median"] <= ratio["tok/s"]["max"]
+    # The printed summary carries its own settings and the paired ratios.
+    assert "settings: tiny (" in done.stdout and "eager, max_model_len 256" in done.stdout, done.stdout
+    assert "ratio tok/s" in done.stdout
