@@ -1,8 +1,9 @@
 """``python tools/side_by_side.py`` run for real: our runtime and vLLM's own server on the tiny model.
 
-A short run (two rounds of one load point), as a user would start it: both servers come up with the
-same engine settings, each round pairs them back to back, and the output records what was run. Nothing
-here asserts on speed (docs/benchmark.md).
+A short run (two rounds of one load point, then three seconds of it under py-spy), as a user would
+start it: both servers come up with the same engine settings, each round pairs them back to back, py-spy
+samples each server's process tree in uncounted rounds, and the output records what was run. Nothing here
+asserts on speed (docs/benchmark.md).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def test_side_by_side_runs_both_servers_and_records_its_settings(
         "--targets", "ours,vllm", "--max-model-len", "256", "--max-num-seqs", "4",
         "--concurrency", "2", "--num-requests", str(REQUESTS), "--warmup", "1", "--repeat", str(ROUNDS),
         "--input-len", "8", "--output-len", "4", "--workdir", str(tmp_path / "work"),
-        "--output-json", str(out),
+        "--profile", "--profile-seconds", "3", "--output-json", str(out),
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -46,6 +47,11 @@ def test_side_by_side_runs_both_servers_and_records_its_settings(
     (ratio,) = document["ratios"]
     assert len(ratio["tok/s"]["rounds"]) == ROUNDS
     assert ratio["tok/s"]["min"] <= ratio["tok/s"]["median"] <= ratio["tok/s"]["max"]
+    for target in ("ours", "vllm"):
+        summary = document["profiles"][target]["c=2"]
+        assert summary["samples"] > 0 and (tmp_path / "work" / f"profile-{target}-c=2.txt").is_file()
+        assert "http" in summary["processes"], summary  # the server's own process, named by its pid
+        assert abs(sum(summary["processes"].values()) - 1) < 1e-9
     # The printed summary carries its own settings and the paired ratios.
     assert "settings: tiny (" in done.stdout and "eager, max_model_len 256" in done.stdout, done.stdout
-    assert "ratio tok/s" in done.stdout
+    assert "ratio tok/s" in done.stdout and "busy-poll" in done.stdout

@@ -32,9 +32,10 @@ def test_scale_out_serves_from_both_and_scale_in_drains(release: Node, tmp_path:
         assert "Paris" in release.netns("chat", pod_url(pod), MODEL, QUESTION)["content"]
     # Each pod has two streams in flight at every moment (a relay, tests/fixtures/netns_client.py) and its
     # log followed to its end. Scaling in removes one pod: it gets SIGTERM with streams in flight, which must
-    # all end complete; it refuses the relay's next ones (503, then no connection); its log must say that it
-    # drained them. The kept pod serves its relay throughout. RELAY_TOKENS is short enough for a stream to end
-    # well inside the 50 s drain even at the 2-3 tokens/s a loaded node gives each of four streams.
+    # all end complete; it refuses the relay's next ones (503, then no response: no connection, or a reset of
+    # one left in the closing listener's backlog); its log must say that it drained them. The kept pod serves
+    # its relay throughout. RELAY_TOKENS is short enough for a stream to end well inside the 50 s drain even
+    # at the 2-3 tokens/s a loaded node gives each of four streams.
     stop = tmp_path / "stop"
     logs = [
         subprocess.Popen(

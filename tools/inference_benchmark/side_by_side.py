@@ -19,12 +19,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from inference_benchmark import machine, report, servers
+from inference_benchmark import machine, profile, report, servers
 from inference_benchmark.servers import EngineSettings, ServerError
 from inference_benchmark.sweep import HttpTarget, LoadSettings, add_load_arguments, http_sweep, load_settings
 
@@ -64,6 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--server-timeout", type=float, default=600.0, help="seconds to wait for readiness")
     run.add_argument("--workdir", type=Path, default=None, help="keep configs and server logs here")
+    run.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the counted rounds, each point's load again on each server under py-spy (not counted):"
+        " raw profiles in the workdir, each process's share of the samples in the output",
+    )
+    run.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=20.0,
+        help="with --profile: send each point's load again until this long has been sampled",
+    )
     add_load_arguments(parser, default_concurrency="1,8,32")
     parser.add_argument(
         "--output-json", type=Path, default=None, help="write every result and the ratios here"
@@ -229,6 +242,22 @@ def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return ranked[(len(ranked) - 1) // 2]
 
 
+def _measured_run(
+    server: servers.RunningServer, engine: EngineSettings, load: LoadSettings, api: str
+) -> dict[str, Any]:
+    """One load point against one server, with the server's CPU time per request sent (warm-up included)."""
+    before = server.cpu_seconds()
+    _, runs = asyncio.run(http_sweep(HttpTarget(server.base_url, api, engine.model_name), load))
+    after = server.cpu_seconds()
+    [run] = [r.as_dict() for r in runs]
+    sent = load.num_requests + load.warmup
+    run["server_cpu_ms_per_request"] = {
+        "http_process": 1000 * (after[0] - before[0]) / sent,
+        "all_processes": 1000 * (after[1] - before[1]) / sent,
+    }
+    return run
+
+
 def _interleaved_sweeps(
     servers_up: dict[str, servers.RunningServer],
     engine: EngineSettings,
@@ -242,8 +271,7 @@ def _interleaved_sweeps(
     (instead of one whole sweep after the other) exposes them to the same conditions. An idle vLLM
     server costs about 2% of a core, so keeping both up meanwhile does not disturb the other. Each
     repetition gets fresh prompts (the seed moves on), the same for both servers, so a prefix cache
-    warmed by one repetition does not flatter the next. Each run also gets the servers' CPU time per
-    request sent (warm-up included). Returns, per target, the runs of each point.
+    warmed by one repetition does not flatter the next. Returns, per target, the runs of each point.
     """
     trials: dict[str, list[list[dict[str, Any]]]] = {target: [] for target in servers_up}
     turn = 0
@@ -254,19 +282,40 @@ def _interleaved_sweeps(
             order = list(servers_up) if turn % 2 == 0 else list(reversed(servers_up))
             turn += 1
             for target in order:
-                target_spec = HttpTarget(servers_up[target].base_url, api, engine.model_name)
                 once = replace(load, points=(point,), seed=load.seed + repetition)
-                before = servers_up[target].cpu_seconds()
-                _, runs = asyncio.run(http_sweep(target_spec, once))
-                after = servers_up[target].cpu_seconds()
-                [run] = [r.as_dict() for r in runs]
-                sent = load.num_requests + load.warmup
-                run["server_cpu_ms_per_request"] = {
-                    "http_process": 1000 * (after[0] - before[0]) / sent,
-                    "all_processes": 1000 * (after[1] - before[1]) / sent,
-                }
-                trials[target][-1].append(run)
+                trials[target][-1].append(_measured_run(servers_up[target], engine, once, api))
     return trials
+
+
+def _profiled_rounds(
+    servers_up: dict[str, servers.RunningServer],
+    engine: EngineSettings,
+    load: LoadSettings,
+    api: str,
+    workdir: Path,
+    seconds: float,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every point on every server under py-spy for at least ``seconds``; per target and load, the summary.
+
+    The point's load is sent again and again (each time with prompts no counted round used) until
+    ``seconds`` have passed, so that a short point still gives a sample of every process; py-spy first
+    gets a second to attach to the whole tree. None of this is counted in the figures: sampling at 100 Hz
+    costs the sampled processes a little, and the machine a py-spy process.
+    """
+    profiles: dict[str, dict[str, dict[str, Any]]] = {target: {} for target in servers_up}
+    for point in load.points:
+        for target, server in servers_up.items():
+            raw = workdir / f"profile-{target}-{point.label}.txt"
+            print(f"profiling {target} at {point.label} ({raw})", file=sys.stderr, flush=True)
+            spec = HttpTarget(server.base_url, api, engine.model_name)
+            with profile.sampling(server.pid, raw):
+                time.sleep(1.0)
+                started, rounds = time.monotonic(), 0
+                while rounds == 0 or time.monotonic() - started < seconds:
+                    rounds += 1
+                    asyncio.run(http_sweep(spec, replace(load, points=(point,), seed=load.seed - rounds)))
+            profiles[target][point.label] = profile.summarize(raw, server.pid)
+    return profiles
 
 
 def _raise_on_sigterm(signum: int, frame: object) -> None:
@@ -284,6 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.model} is not a Hugging Face model folder (no config.json)")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.profile:
+        try:
+            profile.py_spy()
+        except profile.ProfilerError as exc:
+            parser.error(str(exc))
     try:
         load = load_settings(args)
     except ValueError as exc:
@@ -302,6 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         servers_up, failures = _start_servers(stack, engine, args, workdir)
         trials = _interleaved_sweeps(servers_up, engine, load, args.api, args.repeat)
+        profiles = (
+            _profiled_rounds(servers_up, engine, load, args.api, workdir, args.profile_seconds)
+            if args.profile
+            else {}
+        )
     results = {target: [median_run(runs) for runs in per_point] for target, per_point in trials.items()}
     if "engine" in args.targets:
         print(f"running the engine ceiling (log: {workdir / 'engine.log'})", file=sys.stderr, flush=True)
@@ -318,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(comparison_table(results, ratio_rows))
     if servers_up:
         print(f"\n{cpu_table(results)}")
+    if profiles:
+        print(f"\n{profile.profile_table(profiles)}")
     if args.output_json:
         document = {
             "machine": machine.describe(),
@@ -329,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "trials": trials,
             "failures": failures,
             "ratios": ratio_rows or None,
+            "profiles": profiles or None,
         }
         args.output_json.write_text(json.dumps(document, indent=2) + "\n")
     return 1 if failures else 0
