@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# Leaf frames (function, file) that mean "spinning while waiting for the other engine process".
+# Ends of leaf function names that mean "spinning while waiting for the other engine process".
 BUSY_POLL = ("sched_yield", "SpinCondition.wait", "MessageQueue.acquire_read", "memory_fence", "should_warn")
 HTTP = "http"
 
@@ -71,21 +71,18 @@ def _process_name(frame: str, root_pid: int) -> str:
     pid, _, command = frame.removeprefix("process ").partition(":")
     if pid == str(root_pid):
         return HTTP
-    name = command.strip('"').split()[0] if command.strip('"') else pid
-    return name.removeprefix("VLLM::")
+    words = command.strip('"').split()
+    return (words[0] if words else pid).removeprefix("VLLM::")
 
 
-def _activity(leaf: str) -> str:
-    function = leaf.split(" (", 1)[0]
-    if function.endswith(BUSY_POLL):
-        return "busy-poll"
-    return "other"
+def _is_busy_poll(leaf: str) -> bool:
+    return leaf.split(" (", 1)[0].endswith(BUSY_POLL)
 
 
 def summarize(raw: Path, root_pid: int, top: int = 8) -> dict[str, Any]:
-    """Shares of the samples in ``raw`` per process, per (process, activity), and the top leaf frames."""
+    """Shares of the samples in ``raw`` per process, the busy-poll share, and the top leaf frames."""
     processes: collections.Counter[str] = collections.Counter()
-    activities: collections.Counter[str] = collections.Counter()
+    busy = 0
     leaves: collections.Counter[tuple[str, str]] = collections.Counter()
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
@@ -96,11 +93,10 @@ def summarize(raw: Path, root_pid: int, top: int = 8) -> dict[str, Any]:
         process = _process_name(owners[-1], root_pid) if owners else HTTP
         n = int(count)
         processes[process] += n
-        activities[f"{process} {_activity(frames[-1])}"] += n
+        busy += n if _is_busy_poll(frames[-1]) else 0
         leaves[(process, frames[-1])] += n
     total = sum(processes.values())
     share = {k: v / total for k, v in processes.items()} if total else {}
-    busy = sum(v for k, v in activities.items() if k.endswith(" busy-poll"))
     return {
         "samples": total,
         "processes": dict(sorted(share.items(), key=lambda kv: -kv[1])),
