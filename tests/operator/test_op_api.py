@@ -36,6 +36,7 @@ def test_defaults() -> None:
         ),
         ({"model": {"path": "m"}, "tensorParallelSize": 0}, "spec.tensorParallelSize"),
         ({"model": {"path": "m"}, "replicas": -1}, "spec.replicas"),
+        ({"model": {"path": "m"}, "terminationGracePeriodSeconds": 5}, "spec.terminationGracePeriodSeconds"),
         ({"model": {"path": "m"}, "protocol": ""}, "spec.protocol"),
         ({"model": {"path": "../etc"}}, "'..' is not allowed"),
         ({"model": {"path": "/abs"}}, "spec.model.path"),

@@ -239,10 +239,18 @@ def test_runtime_reports_fatal_errors_as_its_termination_message() -> None:
     assert runtime["args"][runtime["args"].index("--termination-log") + 1] == path
     assert runtime["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert mounts_of(dep)["/var/cache/inference"]["name"] == "cache"  # compile caches survive restarts
-    # The drain ends before the kubelet's SIGKILL: preStop wait + drain < the pod's grace period.
-    drain = float(runtime["args"][runtime["args"].index("--shutdown-grace") + 1])
+
+
+@pytest.mark.parametrize(("grace", "drain"), [(None, 50), (20, 10), (600, 590)])
+def test_the_runtime_drains_within_the_pods_grace_period(grace: int | None, drain: int) -> None:
+    """preStop wait + drain + the engine's own stop fill the grace, so the kubelet's SIGKILL cuts nothing."""
+    spec = {"model": {"path": "m"}} | ({"terminationGracePeriodSeconds": grace} if grace else {})
+    model = make_model(spec)
+    dep = deployment(model, SETTINGS, configmap(model))
+    runtime = container(dep)
+    assert float(runtime["args"][runtime["args"].index("--shutdown-grace") + 1]) == drain
     pre_stop = int(runtime["lifecycle"]["preStop"]["exec"]["command"][1])
-    assert pre_stop + drain < dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert pre_stop + drain + 5 == dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
 
 
 def test_cpu_pods_do_not_pin_vllm_to_fixed_cores_unless_asked() -> None:

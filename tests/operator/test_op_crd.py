@@ -109,6 +109,7 @@ def test_documented_models_validate_against_the_crd_and_the_model(document: dict
     [
         {"model": {"path": "m"}, "tensorParallelSize": 0},
         {"model": {"path": "m"}, "replicas": -1},
+        {"model": {"path": "m"}, "terminationGracePeriodSeconds": 5},
         {"model": {"path": "m"}, "protocol": ""},
         {"model": {"path": ""}},
         {"model": {"source": {"s3": {"uri": "gs://bucket/m"}}}},

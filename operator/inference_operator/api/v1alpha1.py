@@ -62,6 +62,12 @@ _HTTP_URL = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
 # Variables that make the runtime compute a different cache folder than the operator mounts (the
 # endpoint is part of the cache key): with a remote source they come from model.source only.
 SOURCE_ENV = frozenset({"HF_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_REGION"})
+# A stopping pod first waits PRE_STOP_SECONDS (its preStop hook: endpoints controllers and kube-proxy take
+# a moment to stop sending it connections), then the runtime drains for its grace period less
+# ENGINE_STOP_SECONDS, which the engine's own shutdown gets before the kubelet's SIGKILL.
+PRE_STOP_SECONDS = 5
+ENGINE_STOP_SECONDS = 5
+MIN_TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + ENGINE_STOP_SECONDS + 10  # a drain of at least 10 s
 
 
 class _Schema(BaseModel):
@@ -425,6 +431,14 @@ class InferenceModelSpec(_Schema):
     )
     startup_timeout_seconds: int = Field(
         1800, ge=30, description="How long a pod may take to load the model before it is restarted."
+    )
+    termination_grace_period_seconds: int = Field(
+        60,
+        ge=MIN_TERMINATION_GRACE_SECONDS,
+        le=86400,
+        description=f"How long a pod may take to stop: a {PRE_STOP_SECONDS} s wait for the Service to stop "
+        "sending it connections, then the runtime lets in-flight requests and streams finish for the rest "
+        f"but {ENGINE_STOP_SECONDS} s. Raise it when single generations can run longer than that.",
     )
 
     @field_validator("engine_args")

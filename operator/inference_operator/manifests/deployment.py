@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from inference_operator.api.v1alpha1 import ENGINE_STOP_SECONDS, PRE_STOP_SECONDS
 from inference_operator.manifests import download
 from inference_operator.manifests.common import (
     CONFIG_PATH,
@@ -36,11 +37,6 @@ API_KEYS_FILE = f"{API_KEYS_DIR}/keys"
 # torch's and vLLM's compile caches (Dockerfile.runtime points TORCHINDUCTOR_CACHE_DIR and VLLM_CACHE_ROOT
 # below it): an emptyDir outlives container restarts, so a restarted runtime does not compile again.
 CACHE_DIR = "/var/cache/inference"
-PRE_STOP_SECONDS = 5
-TERMINATION_GRACE_SECONDS = 60
-# The runtime's own drain: what is left of the pod's grace after the preStop wait, less a margin for the
-# engine's shutdown, so streams finish rather than being cut by the kubelet's SIGKILL.
-DRAIN_SECONDS = TERMINATION_GRACE_SECONDS - PRE_STOP_SECONDS - 5
 CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 STARTUP_PERIOD_SECONDS = 10
 
@@ -115,8 +111,10 @@ def runtime_args(model: Model) -> list[str]:
         # operator shows in the Degraded condition.
         "--termination-log",
         TERMINATION_LOG,
+        # The runtime's own drain: what is left of the pod's grace after the preStop wait, less the
+        # engine's shutdown, so streams finish rather than being cut by the kubelet's SIGKILL.
         "--shutdown-grace",
-        str(DRAIN_SECONDS),
+        str(model.spec.termination_grace_period_seconds - PRE_STOP_SECONDS - ENGINE_STOP_SECONDS),
     ]
 
 
@@ -269,7 +267,7 @@ def _pod_spec(model: Model, settings: OperatorSettings) -> dict[str, Any]:
         # The runtime never talks to the Kubernetes API, and service env vars only clutter its environment.
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
         "securityContext": pod_security_context(),
     }
     if spec.node_selector:
