@@ -190,9 +190,13 @@ def running(command: ServerCommand, log_path: Path, timeout_s: float = 600.0) ->
         # keep vLLM's ZMQ socket files out of the shared temp folder
         "VLLM_RPC_BASE_PATH": str(log_path.parent),
     }
+    # A process group of its own (to count its CPU and stop its tree), but not a session of its own:
+    # with the kernel's autogroup scheduling a new session is a new scheduling group, and a server's
+    # group with vLLM's two spinning processes left this load generator, in another group, runnable
+    # but off the CPU for 10-15 s of a 20 s round on 2 cores (docs/benchmark.md).
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command.argv, stdout=log, stderr=subprocess.STDOUT, env=env, process_group=0
         )
     try:
         _wait_ready(command, process, log_path, timeout_s)
