@@ -55,9 +55,10 @@ def test_side_by_side_runs_both_servers_and_records_its_settings(
         # Every sample is in the server's own tree: each stack starts at its root process, the command
         # the tool started. (Which processes get samples is not asserted: the HTTP process is idle
         # most of a round this short, and py-spy skips idle threads, so on a loaded machine three
-        # seconds can pass without one sample of it.)
+        # seconds can pass without one sample of it.) A line is "frame;frame;... count", and a sample of
+        # a process with no Python frame is only "process ...:"command" count".
         raw = (tmp_path / "work" / f"profile-{target}-c=2.txt").read_text().splitlines()
-        roots = {line.split(";", 1)[0] for line in raw if line.strip()}
+        roots = {line.rpartition(" ")[0].split(";", 1)[0] for line in raw if line.strip()}
         assert len(roots) == 1 and command in roots.pop(), raw[:3]
     # The printed summary carries its own settings and the paired ratios.
     assert "settings: tiny (" in done.stdout and "eager, max_model_len 256" in done.stdout, done.stdout
