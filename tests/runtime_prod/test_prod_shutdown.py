@@ -266,22 +266,37 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(smollm2_server: RunningS
     assert "grace period over with 1 request(s) in flight" in log
 
 
+@pytest.mark.parametrize("reader", ["keeps-up", "stops-reading"])
 def test_stream_still_running_when_the_grace_period_ends_gets_a_last_error_event(
-    fresh_server: RunningServer,
+    fresh_server: RunningServer, reader: str
 ) -> None:
+    """The cut finds a stream either waiting on the engine, or waiting to write because its client reads
+    slower than the model writes (CI saw that under load: the stream then ended without its last
+    event). ``keeps-up`` reads raw bytes as they come; ``stops-reading`` takes the first event, then
+    reads nothing until the server logs the cut, so the cut finds the stream waiting to write (the
+    server says so). Either way the client, once it reads, gets everything sent before, then the error
+    event and ``[DONE]``."""
     server = fresh_server
-    events: list[dict[str, object]] = []
+    raw = b""
     body = huge_request(server, stream=True)
-    with server.client() as http, http.stream("POST", "/v1/completions", json=body) as response:
-        assert response.status_code == 200
-        for line in response.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            if not events:
-                server.proc.send_signal(signal.SIGTERM)  # it is live: the first event is in
-            events.append({"done": True} if line == "data: [DONE]" else json.loads(line[6:]))
-    assert events[0]["choices"] and events[-1] == {"done": True}
-    assert events[-2] == {
+    if reader == "stops-reading":
+        # Logprobs make each event about 1 KB, so the 2-3 MB a loopback socket's send buffer holds fill
+        # within seconds, and the server's writes wait for the client long before the grace period ends.
+        body["logprobs"] = 5
+    with server.client() as http, http.stream("POST", "/v1/completions", json=body) as r:
+        assert r.status_code == 200
+        chunks = r.iter_raw()
+        while b"data: " not in raw:
+            raw += next(chunks)
+        server.proc.send_signal(signal.SIGTERM)  # it is live: the first event is in
+        if reader == "stops-reading":
+            wait_for(lambda: "grace period over" in server.log(), what="the end of the grace period")
+        raw += b"".join(chunks)
+    data = [e.removeprefix(b"data: ") for e in raw.split(b"\n\n") if e]
+    assert data[-1] == b"[DONE]", data[-3:]
+    events = [json.loads(d) for d in data[:-1]]
+    assert events[0]["choices"] and all("choices" in e for e in events[:-1]), events[-3:]
+    assert events[-1] == {
         "error": {
             "message": "The server is shutting down.",
             "type": "service_unavailable_error",
@@ -291,3 +306,7 @@ def test_stream_still_running_when_the_grace_period_ends_gets_a_last_error_event
     }
     log = assert_clean_exit(server)
     assert "grace period over with 1 request(s) in flight" in log
+    if reader == "stops-reading":
+        assert "cut while waiting to write" in log, log[-3000:]
+    (access,) = [line for line in log.splitlines() if "inference_runtime.access" in line]
+    assert " status=503 " in access, access  # cut by the server, not a client disconnect (499)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypedDict, TypeVar
 
@@ -477,7 +477,7 @@ class BaseServingEngine(Generic[RequestT]):
         specs: list[SamplingSpec],
         state: StreamState,
         record: RequestRecord,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         state.prompt_tokens = record.prompt_tokens
         deadline = asyncio.get_running_loop().time() + self.ctx.limits.request_timeout
         merged = merge_streams(
@@ -509,7 +509,8 @@ class BaseServingEngine(Generic[RequestT]):
                 # The client went away (Starlette cancels the stream, or closes it): not a success.
                 record.fail(ClientDisconnected.status, ClientDisconnected.type)
                 raise
-            # The grace period is over and uvicorn cancels the stream: end it with an error event.
+            # The grace period is over and the stream is cut: cancelled while waiting on the engine, or
+            # (waiting to write to a slow client) thrown in by GuardedStream. End with an error event.
             error = ShuttingDown()
             record.fail(error.status, error.type)
             yield sse_event(openai_error_body(error)) + DONE

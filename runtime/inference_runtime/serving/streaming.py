@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ from fastapi.responses import StreamingResponse
 from inference_runtime.generation import GenerationChunk
 from inference_runtime.serving.admission import Admission
 
+logger = logging.getLogger(__name__)
 DONE = b"data: [DONE]\n\n"
 
 
@@ -31,7 +33,7 @@ class GuardedStream(StreamingResponse):
 
     def __init__(
         self,
-        content: AsyncIterator[bytes],
+        content: AsyncGenerator[bytes, None],
         *,
         on_close: Callable[[], None],
         admission: Admission,
@@ -42,6 +44,7 @@ class GuardedStream(StreamingResponse):
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
         )
+        self._events = content
         self._on_close = on_close
         self._admission = admission
 
@@ -51,13 +54,26 @@ class GuardedStream(StreamingResponse):
         except asyncio.CancelledError:
             if not self._admission.stopping:
                 raise
-            # Cut at the end of the grace period, after its last event (see BaseServingEngine._stream):
-            # finish the HTTP response, so the client sees a complete stream and the log no traceback.
-            with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # Cut at the end of the grace period. Found waiting on the engine, the events have already
+            # ended with their last words (see BaseServingEngine._stream) and this is not reached. Found
+            # waiting to write, because the client reads slower than the model writes, they are still
+            # at a yield: ask them for their last words, which go out after what the client has not read
+            # yet. Either way the HTTP response is finished, so the client sees a complete stream (unless
+            # it cannot take even that before uvicorn's own cut) and the log no traceback.
+            logger.warning(
+                "request_id=%s cut while waiting to write: its client reads slower than the stream is made",
+                scope.get("state", {}).get("request_id", "-"),
+            )
+            last = b""
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                last = await self._events.athrow(asyncio.CancelledError()) or b""
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._events.aclose()  # abort the engine work before waiting on the client
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await send({"type": "http.response.body", "body": last, "more_body": False})
         finally:
             with contextlib.suppress(asyncio.CancelledError):
-                await self.body_iterator.aclose()  # type: ignore[union-attr]
+                await self._events.aclose()
             self._on_close()
 
 
