@@ -10,6 +10,7 @@ import json
 import secrets
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -277,7 +278,7 @@ def test_stream_still_running_when_the_grace_period_ends_gets_a_last_error_event
     server says so). Either way the client, once it reads, gets everything sent before, then the error
     event and ``[DONE]``."""
     server = fresh_server
-    raw = b""
+    raw = bytearray()
     body = huge_request(server, stream=True)
     if reader == "stops-reading":
         # Logprobs make each event about 1 KB, so the 2-3 MB a loopback socket's send buffer holds fill
@@ -291,7 +292,15 @@ def test_stream_still_running_when_the_grace_period_ends_gets_a_last_error_event
         server.proc.send_signal(signal.SIGTERM)  # it is live: the first event is in
         if reader == "stops-reading":
             wait_for(lambda: "grace period over" in server.log(), what="the end of the grace period")
-        raw += b"".join(chunks)
+        unread_since = time.monotonic()
+        try:
+            for chunk in chunks:
+                raw += chunk
+        except httpx.RemoteProtocolError as exc:
+            pytest.fail(
+                f"{exc}: {len(raw)} bytes read, the last {time.monotonic() - unread_since:.1f} s after the "
+                f"client began reading again; the server logged:\n{server.log()[-3000:]}"
+            )
     data = [e.removeprefix(b"data: ") for e in raw.split(b"\n\n") if e]
     assert data[-1] == b"[DONE]", data[-3:]
     events = [json.loads(d) for d in data[:-1]]
