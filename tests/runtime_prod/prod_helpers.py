@@ -107,6 +107,11 @@ def scrape(url: str, headers: dict[str, str] | None = None) -> Scrape:
     return Scrape(r.text, samples)
 
 
+def access_log_lines(log: str) -> list[str]:
+    """The access-log lines (one per finished request) of a server's console output."""
+    return [line for line in log.splitlines() if "inference_runtime.access" in line]
+
+
 def engine_running(url: str, headers: dict[str, str] | None = None) -> float:
     return scrape(url, headers).value("vllm:num_requests_running")
 

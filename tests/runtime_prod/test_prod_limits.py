@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from prod_helpers import CONCURRENCY, MAX_MODEL_LEN, ProdServer, engine_running, scrape
+from prod_helpers import CONCURRENCY, MAX_MODEL_LEN, ProdServer, access_log_lines, engine_running, scrape
 
 from fixtures.helpers import wait_for
 
@@ -65,10 +65,6 @@ def test_requests_over_the_limit_get_429_at_once_while_the_admitted_ones_run(pro
     assert delta("inference_requests_total", status="429") == over
     assert delta("inference_requests_total", status="200") == CONCURRENCY
     assert after.value("inference_requests_in_flight") == 0
-
-
-def access_lines(prod: ProdServer) -> list[str]:
-    return [line[-220:] for line in prod.console().splitlines() if "inference_runtime.access" in line][-3:]
 
 
 def read_response(sock: socket.socket) -> tuple[int, dict[str, object]]:
@@ -134,7 +130,8 @@ def test_disconnect_frees_engine_work(prod: ProdServer, stream: bool) -> None:
         at_hang_up = wait_for(generated, what="the engine runs the request")
     when = f"the client hung up {time.monotonic() - start:.1f} s after sending, at {at_hang_up:.0f} tokens"
     wait_for(lambda: engine_running(prod.url) == 0, what=f"vllm:num_requests_running back to 0 ({when})")
-    assert generated() < requested, f"all {requested} tokens generated ({when}); logged: {access_lines(prod)}"
+    logged = [line[-220:] for line in access_log_lines(prod.console())[-3:]]
+    assert generated() < requested, f"all {requested} tokens generated ({when}); logged: {logged}"
     labels = {"model": prod.model, "protocol": "completion"}
 
     def recorded() -> bool:

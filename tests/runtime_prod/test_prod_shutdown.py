@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prod_helpers import MAX_MODEL_LEN, scrape, sse_events
+from prod_helpers import MAX_MODEL_LEN, access_log_lines, scrape, sse_events
 
 from fixtures.helpers import wait_for, wait_for_async
 from fixtures.prereq import require_path
@@ -292,14 +292,14 @@ def test_stream_still_running_when_the_grace_period_ends_gets_a_last_error_event
         server.proc.send_signal(signal.SIGTERM)  # it is live: the first event is in
         if reader == "stops-reading":
             wait_for(lambda: "grace period over" in server.log(), what="the end of the grace period")
-        unread_since = time.monotonic()
+        reading_since = time.monotonic()
         try:
             for chunk in chunks:
                 raw += chunk
         except httpx.RemoteProtocolError as exc:
             pytest.fail(
-                f"{exc}: {len(raw)} bytes read, the last {time.monotonic() - unread_since:.1f} s after the "
-                f"client began reading again; the server logged:\n{server.log()[-3000:]}"
+                f"{exc}: {len(raw)} bytes read, the client reading again for the last "
+                f"{time.monotonic() - reading_since:.1f} s; the server logged:\n{server.log()[-3000:]}"
             )
     data = [e.removeprefix(b"data: ") for e in raw.split(b"\n\n") if e]
     assert data[-1] == b"[DONE]", data[-3:]
@@ -317,5 +317,5 @@ def test_stream_still_running_when_the_grace_period_ends_gets_a_last_error_event
     assert "grace period over with 1 request(s) in flight" in log
     if reader == "stops-reading":
         assert "cut while waiting to write" in log, log[-3000:]
-    (access,) = [line for line in log.splitlines() if "inference_runtime.access" in line]
+    (access,) = access_log_lines(log)
     assert " status=503 " in access, access  # cut by the server, not a client disconnect (499)
