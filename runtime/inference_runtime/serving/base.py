@@ -487,6 +487,7 @@ class BaseServingEngine(Generic[RequestT]):
             ],
             deadline,
         )
+        usage: Mapping[str, Any] | None = None
         try:
             async for i, chunk in merged:
                 new = sum(c.num_tokens for c in chunk.choices)
@@ -501,9 +502,6 @@ class BaseServingEngine(Generic[RequestT]):
                 if events:
                     yield b"".join(sse_event(event) for event in events)
             usage = self.stream_usage(request, state) if self.include_usage(request) else None
-            if usage is not None:
-                yield sse_event(usage) + DONE
-                return
         except (GeneratorExit, asyncio.CancelledError) as exc:
             if isinstance(exc, GeneratorExit) or not self.ctx.admission.stopping:
                 # The client went away (Starlette cancels the stream, or closes it): not a success.
@@ -521,7 +519,8 @@ class BaseServingEngine(Generic[RequestT]):
             yield sse_event(openai_error_body(error))
         finally:
             await merged.aclose()  # now, not at garbage collection: this aborts the engine requests
-        yield DONE
+        # Past the try: a cut while this last write waits for a slow client sends it as it is.
+        yield (sse_event(usage) if usage is not None else b"") + DONE
 
 
 def _first_line(text: str) -> str:

@@ -49,28 +49,41 @@ class GuardedStream(StreamingResponse):
         self._admission = admission
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        unsent = b""  # the body bytes of a send that has not returned: waiting for a slow client
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            nonlocal unsent
+            if message["type"] == "http.response.body":
+                unsent = message.get("body", b"")
+            await send(message)  # uvicorn waits (if writes are paused) before it writes, never after
+            unsent = b""
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, tracked_send)
         except asyncio.CancelledError:
             if not self._admission.stopping:
                 raise
             # Cut at the end of the grace period. Found waiting on the engine, the events have already
-            # ended with their last words (see BaseServingEngine._stream) and this is not reached. Found
-            # waiting to write, because the client reads slower than the model writes, they are still
-            # at a yield: ask them for their last words, which go out after what the client has not read
-            # yet. Either way the HTTP response is finished, so the client sees a complete stream (unless
-            # it cannot take even that before uvicorn's own cut) and the log no traceback.
-            logger.warning(
-                "request_id=%s cut while waiting to write: its client reads slower than the stream is made",
-                scope.get("state", {}).get("request_id", "-"),
-            )
+            # ended with their last words (see BaseServingEngine._stream), written at once. Found waiting
+            # to write, because the client reads slower than the model writes, the bytes of that write
+            # are still unsent and the events wait at a yield (or at their last words, if the engine
+            # wait was cut and the write of the last words then had to wait): ask them for their last
+            # words, and send them after the unsent bytes. Either way the HTTP response is finished, so
+            # the client sees a complete stream (unless it cannot take even that before uvicorn's own
+            # cut) and the log no traceback.
+            if unsent:
+                logger.warning(
+                    "request_id=%s cut while waiting to write: its client reads slower than the stream is "
+                    "made",
+                    scope.get("state", {}).get("request_id", "-"),
+                )
             last = b""
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 last = await self._events.athrow(asyncio.CancelledError()) or b""
             with contextlib.suppress(asyncio.CancelledError):
                 await self._events.aclose()  # abort the engine work before waiting on the client
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await send({"type": "http.response.body", "body": last, "more_body": False})
+                await send({"type": "http.response.body", "body": unsent + last, "more_body": False})
         finally:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._events.aclose()
