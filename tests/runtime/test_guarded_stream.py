@@ -74,9 +74,10 @@ async def events(engine: asyncio.Event, admission: Admission) -> AsyncGenerator[
     yield b"data: [DONE]\n\n"
 
 
-async def cut(client: Client, *, when: asyncio.Event, engine: asyncio.Event) -> tuple[bytes, bool]:
+async def cut(client: Client, when: asyncio.Event) -> tuple[bytes, bool]:
     admission = Admission(4)
     closed = asyncio.Event()
+    engine = asyncio.Event()  # never set: after "two" the events wait on the engine until the cut
     response = GuardedStream(events(engine, admission), on_close=closed.set, admission=admission, headers={})
     task = asyncio.ensure_future(response(SCOPE, client.receive, client.send))
     await asyncio.wait_for(when.wait(), 5)
@@ -89,46 +90,28 @@ async def cut(client: Client, *, when: asyncio.Event, engine: asyncio.Event) -> 
     return client.body(), closed.is_set()
 
 
-def test_cut_while_waiting_to_write_sends_the_unsent_write_then_the_last_words(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize(
+    ("slow_on", "cut_when", "says_waiting"),
+    [
+        pytest.param(b"two", "waiting", True, id="waiting-to-write"),
+        pytest.param(None, "wrote_two", False, id="waiting-on-the-engine"),
+        pytest.param(LAST, "wrote_two", True, id="on-the-engine-then-the-last-words-wait"),
+    ],
+)
+def test_a_cut_sends_every_event_once_then_the_last_words(
+    caplog: pytest.LogCaptureFixture, slow_on: bytes | None, cut_when: str, says_waiting: bool
 ) -> None:
-    async def run() -> tuple[bytes, bool]:
-        client = Client(slow_on=b"two")
-        return await cut(client, when=client.waiting, engine=asyncio.Event())
-
-    with caplog.at_level(logging.WARNING):
-        body, closed = asyncio.run(run())
-    assert body == b"one" + b"two" + LAST  # nothing lost, nothing twice, the error event last
-    assert closed
-    assert "request_id=r1 cut while waiting to write" in caplog.text
-
-
-def test_cut_while_waiting_on_the_engine_ends_with_the_last_words_and_says_nothing_of_writing(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    async def run() -> tuple[bytes, bool]:
-        client = Client(slow_on=None)
-        return await cut(client, when=client.wrote_two, engine=asyncio.Event())
-
-    with caplog.at_level(logging.WARNING):
-        body, closed = asyncio.run(run())
-    assert body == b"one" + b"two" + LAST
-    assert closed
-    assert "cut while waiting to write" not in caplog.text
-
-
-def test_cut_on_the_engine_whose_last_words_then_wait_to_be_written_still_sends_them_once(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """Cut while waiting on the engine, the events give their last words at once, but writes are paused
-    by then: Starlette's task group cancels that write again, and GuardedStream sends it."""
+    """Cut while the write of "two" waits for the client; cut while the events wait on the engine; and
+    cut on the engine when writes are paused by then, so the last words' own write waits and Starlette's
+    task group cancels it again. Each time the client gets every event once, then the last words, and
+    the log says "waiting to write" exactly when a write was waiting."""
 
     async def run() -> tuple[bytes, bool]:
-        client = Client(slow_on=LAST)
-        return await cut(client, when=client.wrote_two, engine=asyncio.Event())
+        client = Client(slow_on=slow_on)
+        return await cut(client, when=getattr(client, cut_when))
 
     with caplog.at_level(logging.WARNING):
         body, closed = asyncio.run(run())
     assert body == b"one" + b"two" + LAST
     assert closed
-    assert "request_id=r1 cut while waiting to write" in caplog.text
+    assert ("request_id=r1 cut while waiting to write" in caplog.text) is says_waiting
