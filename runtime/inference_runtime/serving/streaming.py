@@ -102,15 +102,14 @@ class Deadline:
     """
 
     def __init__(self, when: float) -> None:
-        self._task: asyncio.Task[Any] | None = None  # the one waiting, while it waits
-        self._waiting = False
+        self._task: asyncio.Task[Any] | None = None  # the one waiting on the engine, while it waits
         self._cancelled = False
         self.expired = False
         self._timer = asyncio.get_running_loop().call_at(when, self._expire)
 
     def _expire(self) -> None:
         self.expired = True
-        if self._waiting and self._task is not None:
+        if self._task is not None:
             self._cancelled = True
             self._task.cancel()
 
@@ -121,7 +120,7 @@ class Deadline:
         task = asyncio.current_task()
         assert task is not None
         cancelling = task.cancelling()
-        self._task, self._waiting = task, True
+        self._task = task
         try:
             return await wait(*args)
         except asyncio.CancelledError:
@@ -131,7 +130,7 @@ class Deadline:
                     raise TimeoutError from None
             raise
         finally:
-            self._waiting = False
+            self._task = None
             if self._cancelled:  # the awaited code swallowed our cancellation: take it back
                 self._cancelled = False
                 task.uncancel()
