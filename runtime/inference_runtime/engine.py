@@ -40,7 +40,7 @@ import xgrammar
 from vllm import AsyncEngineArgs, SamplingParams
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 from vllm.exceptions import VLLMClientError
-from vllm.inputs import TokensPrompt
+from vllm.inputs import tokens_input
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.tool_parsers import ToolParser, ToolParserManager
 from vllm.v1.engine.async_llm import AsyncLLM
@@ -141,7 +141,9 @@ class Engine:
         Closing the iterator early (client gone, timeout) aborts the request in the engine.
         """
         params = _sampling_params(spec, stream)
-        prompt = TokensPrompt(prompt_token_ids=prompt_token_ids)
+        # Token ids in the engine's own input form: vLLM takes it as it is, where a TokensPrompt (a raw
+        # prompt to vLLM) is rendered again on a thread pool, one hop per request.
+        prompt = tokens_input(prompt_token_ids)
         want_logprobs = spec.logprobs is not None
         outputs = self._llm.generate(prompt, params, request_id)
         task = asyncio.current_task()
