@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -108,6 +109,7 @@ def create_app(
         )
         instances = {cls: cls(ctx) for cls in serving_classes}
         state.servings = {path: instances[cls] for path, cls in app.state.route_owners.items()}
+        freeze_heap()
         state.engine = engine
         logger.info(
             "model %s is ready (max_model_len %d); serving %s",
@@ -162,6 +164,15 @@ def create_app(
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def freeze_heap() -> None:
+    """Move everything allocated so far (torch, vLLM, the tokenizer: most of the process's objects, and
+    they live as long as it does) out of the garbage collector's sight, as vLLM's own server does after
+    start-up. Each full collection would walk all of them again (0.23 s each with the tiny model's 640,000
+    objects); the collector then works on what requests allocate."""
+    gc.collect()
+    gc.freeze()
 
 
 def _first_line(text: str) -> str:
