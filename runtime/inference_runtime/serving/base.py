@@ -48,7 +48,7 @@ from inference_runtime.serving.admission import Admission
 from inference_runtime.serving.chat_template import render_chat
 from inference_runtime.serving.http import read_body, validation_message, wait_disconnect
 from inference_runtime.serving.request import ServingRequest
-from inference_runtime.serving.streaming import DONE, GuardedStream, merge_streams, sse_event
+from inference_runtime.serving.streaming import DONE, EventStream, StreamGuard, merge_streams, sse_event
 from inference_runtime.settings import Limits
 from inference_runtime.tools.plan import ToolPlan, ToolResult, plan_tools
 from inference_runtime.tools.protocol import ToolFields
@@ -364,9 +364,10 @@ class BaseServingEngine(Generic[RequestT]):
             if self.is_stream(request):
                 record.stream = streaming = True
                 state = StreamState(id=response_id, created=int(time.time()), prompts=prompts)
-                events = self._stream(request, prompts, specs, state, record)
-                return GuardedStream(
-                    events,
+                guard = StreamGuard(asyncio.get_running_loop().time() + self.ctx.limits.request_timeout)
+                return EventStream(
+                    self._stream(request, prompts, specs, state, record, guard),
+                    guard=guard,
                     on_close=lambda: self._finish(record, admitted=True),
                     admission=self.ctx.admission,
                     headers=self.response_headers(request),
@@ -444,7 +445,7 @@ class BaseServingEngine(Generic[RequestT]):
             return final.choices
 
         work = asyncio.ensure_future(asyncio.gather(*(run(i) for i in range(len(prompts)))))
-        gone = asyncio.ensure_future(wait_disconnect(raw_request))
+        gone = asyncio.ensure_future(wait_disconnect(raw_request.receive))
         try:
             done, _ = await asyncio.wait(
                 {work, gone}, timeout=self.ctx.limits.request_timeout, return_when=asyncio.FIRST_COMPLETED
@@ -477,38 +478,43 @@ class BaseServingEngine(Generic[RequestT]):
         specs: list[SamplingSpec],
         state: StreamState,
         record: RequestRecord,
+        guard: StreamGuard,
     ) -> AsyncGenerator[bytes, None]:
         state.prompt_tokens = record.prompt_tokens
-        deadline = asyncio.get_running_loop().time() + self.ctx.limits.request_timeout
         merged = merge_streams(
             [
                 self.engine.generate(p.token_ids, s, self._engine_id(state.id, i), stream=True)
                 for i, (p, s) in enumerate(zip(prompts, specs, strict=True))
             ],
-            deadline,
+            guard,
         )
         usage: Mapping[str, Any] | None = None
         try:
             async for i, chunk in merged:
-                new = sum(c.num_tokens for c in chunk.choices)
-                record.tokens_arrived(new)
-                state.completion_tokens += new
+                new = 0
                 for c in chunk.choices:
+                    new += c.num_tokens
                     c.index += i * specs[i].n
                     if c.finish_reason is not None:
                         record.finish_reasons.append(c.finish_reason)
+                record.tokens_arrived(new)
+                state.completion_tokens += new
                 # One write per engine step: socket writes are the largest cost of a stream.
                 events = self.stream_chunks(request, chunk, state)
                 if events:
-                    yield b"".join(sse_event(event) for event in events)
+                    yield b"".join([sse_event(event) for event in events])
             usage = self.stream_usage(request, state) if self.include_usage(request) else None
+        except ClientDisconnected:
+            # The client hung up (EventStream's watcher ended the wait on the engine): nobody reads on.
+            record.fail(ClientDisconnected.status, ClientDisconnected.type)
+            return
         except (GeneratorExit, asyncio.CancelledError) as exc:
             if isinstance(exc, GeneratorExit) or not self.ctx.admission.stopping:
-                # The client went away (Starlette cancels the stream, or closes it): not a success.
+                # Closed or cancelled from outside before its end: not a success.
                 record.fail(ClientDisconnected.status, ClientDisconnected.type)
                 raise
             # The grace period is over and the stream is cut: cancelled while waiting on the engine, or
-            # (waiting to write to a slow client) thrown in by GuardedStream. End with an error event.
+            # (waiting to write to a slow client) thrown in by EventStream. End with an error event.
             error = ShuttingDown()
             record.fail(error.status, error.type)
             yield sse_event(openai_error_body(error)) + DONE

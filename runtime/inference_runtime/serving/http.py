@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 from pydantic import ValidationError
+from starlette.types import Receive
 
 from inference_runtime.errors import PayloadTooLarge
 
@@ -23,12 +24,10 @@ async def read_body(raw_request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def wait_disconnect(raw_request: Request) -> None:
+async def wait_disconnect(receive: Receive) -> None:
     """Returns when the client goes away (the body has been read, so only disconnects arrive)."""
-    while True:
-        message = await raw_request.receive()
-        if message["type"] == "http.disconnect":
-            return
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def validation_message(exc: ValidationError) -> tuple[str, str | None]:

@@ -1,7 +1,8 @@
-"""The streaming side of the request path: SSE framing, merging engine streams, the guarded response.
+"""The streaming side of the request path: SSE framing, a stream's guard, merging engine streams, and
+the SSE response.
 
 Nothing here knows a protocol: :class:`~inference_runtime.serving.base.BaseServingEngine` turns engine
-chunks into events with its hooks and hands the bytes to :class:`GuardedStream`.
+chunks into events with its hooks and hands the bytes to :class:`EventStream`.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import orjson
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
+from inference_runtime.errors import ClientDisconnected
 from inference_runtime.generation import GenerationChunk
 from inference_runtime.serving.admission import Admission
+from inference_runtime.serving.http import wait_disconnect
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,39 +32,109 @@ def sse_event(event: Mapping[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
-class GuardedStream(StreamingResponse):
-    """A streaming response that always closes its body iterator and runs ``on_close`` when done,
-    also when the client disconnects before or during the stream (which aborts the engine work)."""
+class StreamGuard:
+    """Ends a stream's waits on the engine when its deadline passes or its client hangs up.
+
+    One timer per request (``asyncio.timeout`` around each wait makes and drops a timer per chunk:
+    about 5 us on uvloop, a third of a millisecond per 64-token stream, docs/benchmark.md) and one
+    flag for the hang-up, which :class:`EventStream`'s watcher raises. Either cancels the task only while
+    it waits on the engine, never while it writes what came, and that wait then ends as TimeoutError or
+    :class:`ClientDisconnected`; a wait that starts later raises at once. Any other cancellation (the
+    drain's cut) stays one.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self._task: asyncio.Task[Any] | None = None  # the one waiting on the engine, while it waits
+        self._cancelled = False
+        self._reason: type[Exception] | None = None  # why it ends: TimeoutError or ClientDisconnected
+        self._timer = asyncio.get_running_loop().call_at(deadline, self._end, TimeoutError)
+
+    def hang_up(self) -> None:
+        """The client is gone: end the wait on the engine (now, or the next one)."""
+        self._timer.cancel()
+        self._end(ClientDisconnected)
+
+    def _end(self, reason: type[Exception]) -> None:
+        if self._reason is not None:
+            return
+        self._reason = reason
+        if self._task is not None:
+            self._cancelled = True
+            self._task.cancel()
+
+    @staticmethod
+    def _raise(reason: type[Exception]) -> NoReturn:
+        if reason is ClientDisconnected:
+            raise ClientDisconnected("The client closed the connection.") from None
+        raise reason from None
+
+    async def wait(self, wait: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``await wait(*args)``, unless the deadline passes or the client hangs up first."""
+        if self._reason is not None:
+            self._raise(self._reason)
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        self._task = task
+        try:
+            return await wait(*args)
+        except asyncio.CancelledError:
+            if self._cancelled:
+                self._cancelled = False
+                if task.uncancel() <= cancelling:
+                    assert self._reason is not None
+                    self._raise(self._reason)
+            raise
+        finally:
+            self._task = None
+            if self._cancelled:  # the awaited code swallowed our cancellation: take it back
+                self._cancelled = False
+                task.uncancel()
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+
+class EventStream(StreamingResponse):
+    """The SSE response of a stream: streams the events, watches for the client hanging up, and always
+    closes the events and runs ``on_close`` when done.
+
+    Starlette's StreamingResponse (whose headers it keeps) runs each response in a task group of two
+    tasks: the stream, and a disconnect listener that cancels it. This runs the stream in the request's
+    own task and hands a hang-up to the :class:`StreamGuard` of its events, which ends their wait on the
+    engine (aborting the engine work). A write to a client that is gone returns at once (uvicorn drops
+    it).
+    """
 
     def __init__(
         self,
-        content: AsyncGenerator[bytes, None],
+        events: AsyncGenerator[bytes, None],
         *,
+        guard: StreamGuard,
         on_close: Callable[[], None],
         admission: Admission,
         headers: dict[str, str],
     ) -> None:
         super().__init__(
-            content,
+            events,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
         )
-        self._events = content
+        self._events = events
+        self._guard = guard
         self._on_close = on_close
         self._admission = admission
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = asyncio.ensure_future(self._watch(receive))
         unsent = b""  # the body bytes of a send that has not returned: waiting for a slow client
-
-        async def tracked_send(message: dict[str, Any]) -> None:
-            nonlocal unsent
-            if message["type"] == "http.response.body":
-                unsent = message.get("body", b"")
-            await send(message)  # uvicorn waits (if writes are paused) before it writes, never after
-            unsent = b""
-
         try:
-            await super().__call__(scope, receive, tracked_send)
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in self._events:
+                unsent = chunk
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                unsent = b""  # uvicorn waits (if writes are paused) before it writes, never after
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not self._admission.stopping:
                 raise
@@ -86,71 +160,27 @@ class GuardedStream(StreamingResponse):
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await send({"type": "http.response.body", "body": unsent + last, "more_body": False})
         finally:
+            watcher.cancel()
+            self._guard.close()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._events.aclose()
             self._on_close()
 
-
-class Deadline:
-    """A request's deadline as one timer for all of its engine waits.
-
-    ``asyncio.timeout`` around each wait makes and drops a timer per chunk: about 5 us on uvloop, a
-    third of a millisecond per 64-token stream (docs/benchmark.md). This arms one timer per request,
-    and it cancels the task only while the task waits on the engine, never while the caller writes
-    what came. Like ``asyncio.timeout``, its own cancellation ends as TimeoutError and any other
-    cancellation (the client gone, the drain's cut) stays one.
-    """
-
-    def __init__(self, when: float) -> None:
-        self._task: asyncio.Task[Any] | None = None  # the one waiting on the engine, while it waits
-        self._cancelled = False
-        self.expired = False
-        self._timer = asyncio.get_running_loop().call_at(when, self._expire)
-
-    def _expire(self) -> None:
-        self.expired = True
-        if self._task is not None:
-            self._cancelled = True
-            self._task.cancel()
-
-    async def wait(self, wait: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """``await wait(*args)``, or TimeoutError once the deadline has passed."""
-        if self.expired:
-            raise TimeoutError
-        task = asyncio.current_task()
-        assert task is not None
-        cancelling = task.cancelling()
-        self._task = task
-        try:
-            return await wait(*args)
-        except asyncio.CancelledError:
-            if self._cancelled:
-                self._cancelled = False
-                if task.uncancel() <= cancelling:
-                    raise TimeoutError from None
-            raise
-        finally:
-            self._task = None
-            if self._cancelled:  # the awaited code swallowed our cancellation: take it back
-                self._cancelled = False
-                task.uncancel()
-
-    def close(self) -> None:
-        self._timer.cancel()
+    async def _watch(self, receive: Receive) -> None:
+        await wait_disconnect(receive)
+        self._guard.hang_up()
 
 
 async def merge_streams(
-    gens: list[AsyncIterator[GenerationChunk]], when: float
+    gens: list[AsyncIterator[GenerationChunk]], guard: StreamGuard
 ) -> AsyncIterator[tuple[int, GenerationChunk]]:
-    """Interleave several engine streams, tagging chunks with their prompt index, under a deadline."""
-    deadline = Deadline(when)
+    """Interleave several engine streams, tagging chunks with their prompt index, under a guard."""
     if len(gens) == 1:  # the common case: no tasks, no queue
         gen = gens[0]
         try:
-            while (chunk := await deadline.wait(anext, gen, None)) is not None:
+            while (chunk := await guard.wait(anext, gen, None)) is not None:
                 yield 0, chunk
         finally:
-            deadline.close()
             await gen.aclose()
         return
     queue: asyncio.Queue[tuple[int, GenerationChunk | BaseException | None]] = asyncio.Queue()
@@ -167,7 +197,7 @@ async def merge_streams(
     try:
         running = len(tasks)
         while running:
-            i, item = await deadline.wait(queue.get)
+            i, item = await guard.wait(queue.get)
             if item is None:
                 running -= 1
             elif isinstance(item, BaseException):
@@ -175,7 +205,6 @@ async def merge_streams(
             else:
                 yield i, item
     finally:
-        deadline.close()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
