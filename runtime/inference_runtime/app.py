@@ -156,11 +156,12 @@ def create_app(
         redoc_url=None,
     )
     app.state.runtime = state
-    app.add_middleware(RequestIdMiddleware)
     app.include_router(info.router)
     app.include_router(metrics.router)
     app.include_router(tokenize.router)
     app.state.route_owners = protocols.attach(app, serving_classes)
+    app.add_middleware(protocols.ProtocolRoutes, state=state)
+    app.add_middleware(RequestIdMiddleware)  # added last, so outermost: every response carries the id
     _install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
