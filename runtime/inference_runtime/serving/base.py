@@ -121,11 +121,15 @@ class Completion:
 
 @dataclass(slots=True)
 class StreamState:
-    """Per-stream state for ``stream_chunks``: ids, usage so far, which choices have begun."""
+    """Per-stream state for ``stream_chunks``: ids, the request's tool plan, usage so far, which choices
+    have begun."""
 
     id: str
     created: int
     prompts: list[PromptInput]
+    # The request's tool_plan, read here for every chunk (the request model keeps it as a pydantic
+    # private attribute, a slow read).
+    tool_plan: ToolPlan | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     begun: set[int] = field(default_factory=set)
@@ -243,7 +247,7 @@ class BaseServingEngine(Generic[RequestT]):
     ) -> ToolResult | None:
         """Streaming under a plan that extracts calls: holds the choice's text back and returns the
         extracted result once the choice finishes (None before). Only for ``tool_plan(request).extracts``."""
-        plan = self.tool_plan(request)
+        plan = state.tool_plan
         assert plan is not None
         state.held.setdefault(choice.index, []).append(choice.text)
         if choice.finish_reason is None:
@@ -363,7 +367,7 @@ class BaseServingEngine(Generic[RequestT]):
             response_id = f"{self.id_prefix}-{uuid.uuid4().hex}"
             if self.is_stream(request):
                 record.stream = streaming = True
-                state = StreamState(id=response_id, created=int(time.time()), prompts=prompts)
+                state = StreamState(id=response_id, created=int(time.time()), prompts=prompts, tool_plan=plan)
                 guard = StreamGuard(asyncio.get_running_loop().time() + self.ctx.limits.request_timeout)
                 return EventStream(
                     self._stream(request, prompts, specs, state, record, guard),

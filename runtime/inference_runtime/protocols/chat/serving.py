@@ -98,7 +98,7 @@ class OpenAIServingChat(BaseServingEngine[ChatCompletionRequest]):
     ) -> list[ChatCompletionChunk]:
         events: list[ChatCompletionChunk] = []
         top = request.top_logprobs or 0
-        plan = self.tool_plan(request)
+        plan = state.tool_plan
         for c in chunk.choices:
             if plan is not None and plan.extracts:
                 result = self.held_tool_result(request, c, state)
