@@ -1,7 +1,8 @@
 """``inference-benchmark`` (``python tools/benchmark.py``): load-test one OpenAI-compatible server.
 
 ``inference-benchmark side-by-side ...`` compares our runtime with vLLM's own server instead (see
-``inference-benchmark side-by-side --help``).
+``inference-benchmark side-by-side --help``); ``inference-benchmark request-path ...`` measures the CPU
+the runtime's own request path costs, in-process with a stand-in engine.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ examples:
   inference-benchmark --api chat --structured json-schema --no-ignore-eos --concurrency 4
   # our runtime against vLLM's own server on the same model and engine settings
   inference-benchmark side-by-side --help
+  # CPU per request of the runtime's own request path, in-process with a stand-in engine
+  inference-benchmark request-path --help
 
 Metrics: TTFT is the time to the first chunk carrying text; ITL the gaps between such chunks; TPOT
 (last chunk - first chunk) / (output tokens - 1); E2E the whole request. Token counts are the server's
@@ -83,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from inference_benchmark import side_by_side
 
         return side_by_side.main(argv[1:])
+    if argv[:1] == ["request-path"]:
+        from inference_benchmark import request_path
+
+        return request_path.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
