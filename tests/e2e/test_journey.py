@@ -8,6 +8,7 @@ runtime, never written by hand.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +74,26 @@ def test_a_spec_change_rolls_the_pods_without_a_failed_request(release: Node, tm
             lambda: client.poll() is not None or _requests_seen(release, url) >= 3, what="steady traffic"
         )
         current = release.im(MODEL)["spec"].get("maxModelLen")
+        patched = time.time()
         patch_spec(release, MODEL, {"maxModelLen": 1536 if current != 1536 else 2048})
         body = release.wait_ready(MODEL)
+        ready = time.time()
         wait_for(
             lambda: not (before & {p["metadata"]["name"] for p in release.pods(MODEL)}), what="old pods gone"
         )
+        gone = time.time()
         assert body["status"]["readyReplicas"] == 1
     finally:
         stop.touch()
         client.wait(300)
     summary = json.loads(out.read_text())
     assert summary["ok"] > 0
-    assert summary["failed"] == 0, summary["errors"]
+    # A failure says when, against the rollout's own timeline (seconds after the patch).
+    when = [round(at - patched, 1) for at in summary["failed_at"]]
+    timeline = (
+        f"failed at {when} s; Ready at {ready - patched:.1f} s, old pods gone at {gone - patched:.1f} s"
+    )
+    assert summary["failed"] == 0, (timeline, summary["errors"])
 
 
 def _metric(node: Node, url: str, prefix: str, label: str = "") -> float:
