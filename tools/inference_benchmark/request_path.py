@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from inference_benchmark import machine
+from inference_benchmark.client import API_PATHS, RequestOptions, build_body
+from inference_benchmark.prompts import Prompt
+from inference_benchmark.servers import CLASS_FOR_API
 from inference_runtime.app import create_app
 from inference_runtime.cli import serving_classes
 from inference_runtime.config import ModelConfig, ResolvedModel
@@ -38,8 +41,6 @@ except ImportError:  # pragma: no cover - uvloop comes with vLLM
     from asyncio import run as run_loop
 
 MODEL = "stand-in"
-PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
-CLASSES = {"completions": "OpenAIServingCompletion", "chat": "OpenAIServingChat"}
 DONE = b"data: [DONE]\n\n"
 
 
@@ -108,22 +109,17 @@ class StandInEngine:
 
 
 def request_body(api: str, chunks: int) -> bytes:
-    words = " ".join(["word"] * 64)
-    body: dict[str, Any] = {"model": MODEL, "max_tokens": chunks, "stream": True, "ignore_eos": True}
-    body["stream_options"] = {"include_usage": True}
-    if api == "chat":
-        body["messages"] = [{"role": "user", "content": words}]
-    else:
-        body["prompt"] = words
-    return json.dumps(body).encode()
+    """The body the load generator sends (streaming, usage, ``ignore_eos``), with a 64-word prompt."""
+    options = RequestOptions(api=api, model=MODEL, stream=True, temperature=0.0, ignore_eos=True)
+    return json.dumps(build_body(Prompt(" ".join(["word"] * 64), chunks), options)).encode()
 
 
 async def measure(api: str, concurrency: int, requests: int, chunks: int, rounds: int) -> list[float]:
     """CPU microseconds per request, one figure per round (after one uncounted warm-up round)."""
     settings = Settings(model_name=MODEL)
     model = ResolvedModel(
-        name=MODEL, config=ModelConfig(model_path=MODEL, class_name=CLASSES[api]), model_path=Path(MODEL),
-        chat_template=None, engine_args={},
+        name=MODEL, config=ModelConfig(model_path=MODEL, class_name=CLASS_FOR_API[api]),
+        model_path=Path(MODEL), chat_template=None, engine_args={},
     )  # fmt: skip
 
     async def start(options: EngineOptions) -> EngineClient:
@@ -131,7 +127,7 @@ async def measure(api: str, concurrency: int, requests: int, chunks: int, rounds
 
     app = create_app(settings, model, serving_classes(model), engine_factory=start)
     body = request_body(api, chunks)
-    path = PATHS[api]
+    path = API_PATHS[api]
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
 
     async def one() -> None:
@@ -184,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="inference-benchmark request-path",
         description="CPU time per request of the runtime's own request path (in-process, stand-in engine).",
     )
-    parser.add_argument("--api", choices=sorted(PATHS), default="completions", help="protocol (completions)")
+    parser.add_argument(
+        "--api", choices=sorted(CLASS_FOR_API), default="completions", help="protocol (completions)"
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (32)")
     parser.add_argument("--num-requests", type=int, default=2000, help="requests per round (2000)")
     parser.add_argument("--chunks", type=int, default=64, help="streamed chunks per request (64)")

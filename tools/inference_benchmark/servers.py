@@ -28,6 +28,10 @@ class ServerError(RuntimeError):
     """A server did not start or did not get ready."""
 
 
+# The runtime's serving class for each protocol the comparisons drive.
+CLASS_FOR_API = {"completions": "OpenAIServingCompletion", "chat": "OpenAIServingChat"}
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     """The engine options both servers get, so only the HTTP layer differs between them."""

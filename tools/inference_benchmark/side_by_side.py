@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from inference_benchmark import machine, profile, report, servers
-from inference_benchmark.servers import EngineSettings, ServerError
+from inference_benchmark.servers import CLASS_FOR_API, EngineSettings, ServerError
 from inference_benchmark.sweep import HttpTarget, LoadSettings, add_load_arguments, http_sweep, load_settings
 
 TARGETS = ("ours", "vllm", "engine")
-CLASS_FOR_API = {"completions": "OpenAIServingCompletion", "chat": "OpenAIServingChat"}
 
 
 def build_parser() -> argparse.ArgumentParser:
