@@ -72,7 +72,7 @@ def create_app(
         serving_classes=serving_classes,
         keys=keys or KeyRing(),
         metrics=metrics_registry or Metrics(),
-        admission=Admission(settings.limits.concurrency),
+        admission=Admission(settings.limits.concurrency, settings.limits.stream_coalesce_above),
     )
 
     async def load_engine() -> None:

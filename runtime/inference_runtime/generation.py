@@ -38,6 +38,9 @@ class SamplingSpec:
     choice: list[str] | None = None
     # JSON without whitespace between tokens: a weak model cannot spend its budget on indentation.
     compact_json: bool = False
+    # Streaming only: tokens per delta (the first and last deltas at once). An engine that cannot
+    # coalesce its deltas may ignore it.
+    stream_interval: int = 1
 
 
 @dataclass(slots=True)

@@ -25,6 +25,8 @@ class Limits:
     max_stop: int = 16
     max_logprobs: int = 20
     request_timeout: float = 600.0  # seconds, whole request including streaming
+    # Above this many requests in flight, new streams write several tokens at a time (Admission); 0: off.
+    stream_coalesce_above: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=float(_env("REQUEST_TIMEOUT", str(_LIMITS.request_timeout))),
         help="seconds before a request is cut off and its engine work freed [$REQUEST_TIMEOUT, 600]",
+    )
+    add(
+        "--stream-coalesce-above",
+        type=int,
+        default=int(_env("STREAM_COALESCE_ABOVE", "0")),
+        metavar="N",
+        help="with more than N requests in flight, a new stream writes every ceil(in flight / N) tokens "
+        "(first and last at once); 0: every token [$STREAM_COALESCE_ABOVE, 0]",
     )
     add(
         "--model-root",
@@ -226,6 +236,8 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
             parser.error(f"{flag} must be at least 1")
     if ns.request_timeout <= 0 or ns.shutdown_grace < 0:
         parser.error("--request-timeout must be positive and --shutdown-grace not negative")
+    if ns.stream_coalesce_above < 0:
+        parser.error("--stream-coalesce-above must not be negative (0 turns it off)")
     return Settings(
         model_name=ns.model_name or "",
         config_path=Path(ns.config),
@@ -252,6 +264,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
             max_n=ns.max_n,
             max_messages=ns.max_messages,
             request_timeout=ns.request_timeout,
+            stream_coalesce_above=ns.stream_coalesce_above,
         ),
         log=LogSettings(
             format=ns.log_format,

@@ -45,6 +45,28 @@ def test_admission_refuses_at_limit_and_while_draining() -> None:
     assert isinstance(gate.refusal(), Unavailable) and gate.refusal().status == 503
 
 
+def test_streams_coalesce_only_above_the_threshold() -> None:
+    """Tokens per write for a new stream: 1 up to ``coalesce_above`` requests in flight, then
+    ``ceil(in flight / coalesce_above)``; 0 turns coalescing off."""
+    gate = Admission(100, coalesce_above=16)
+    seen = []
+    for _ in range(64):
+        gate.try_acquire()
+        seen.append(gate.stream_interval())
+    assert seen[:16] == [1] * 16
+    assert seen[16:32] == [2] * 16 and seen[32:48] == [3] * 16 and seen[48:] == [4] * 16
+    off = Admission(100)
+    for _ in range(64):
+        off.try_acquire()
+    assert off.stream_interval() == 1
+    assert (
+        settings_from_args(["--model-name", "m", "--stream-coalesce-above", "8"]).limits.stream_coalesce_above
+        == 8
+    )
+    with pytest.raises(SystemExit):
+        settings_from_args(["--model-name", "m", "--stream-coalesce-above", "-1"])
+
+
 def test_registry_builtins_and_unknown_name() -> None:
     assert set(BUILTINS) <= set(registered())
     assert load_serving_class("OpenAIServingChat").routes == ("/v1/chat/completions", "/chat/completions")

@@ -1,5 +1,6 @@
-"""Overload and disconnects on a live server (--limit-concurrency 2): request N+1 is refused with 429 at
-once while the admitted ones run, and a client that goes away frees its engine work."""
+"""Overload and disconnects on a live server (--limit-concurrency 2, --stream-coalesce-above 1): request
+N+1 is refused with 429 at once while the admitted ones run, a stream that starts under load writes
+several tokens at a time, and a client that goes away frees its engine work."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import time
 
 import httpx
 import pytest
-from prod_helpers import CONCURRENCY, MAX_MODEL_LEN, ProdServer, access_log_lines, engine_running, scrape
+from prod_helpers import (
+    COALESCE_ABOVE,
+    CONCURRENCY,
+    MAX_MODEL_LEN,
+    ProdServer,
+    access_log_lines,
+    engine_running,
+    scrape,
+    sse_events,
+)
 
 from fixtures.helpers import wait_for
 
@@ -65,6 +75,49 @@ def test_requests_over_the_limit_get_429_at_once_while_the_admitted_ones_run(pro
     assert delta("inference_requests_total", status="429") == over
     assert delta("inference_requests_total", status="200") == CONCURRENCY
     assert after.value("inference_requests_in_flight") == 0
+
+
+def test_a_stream_that_starts_under_load_writes_several_tokens_at_a_time(prod: ProdServer) -> None:
+    """With more than ``COALESCE_ABOVE`` requests in flight, a new stream writes ``ceil(in flight /
+    COALESCE_ABOVE)`` tokens at a time, its first token at once. One request is held in flight (admitted,
+    its body one byte short), so the stream starts as the second: two tokens per write. It has the same
+    tokens and text as the same stream alone (temperature 0)."""
+    max_tokens = 24
+    body = {
+        "model": prod.model,
+        "prompt": "Once upon a time",
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "logprobs": 0,
+        "stream": True,
+    }
+    in_flight = "inference_requests_in_flight"
+    with httpx.Client(base_url=prod.url, headers=prod.auth(), timeout=120) as http:
+        alone = stream_writes(http, body)
+        sock = socket.create_connection(("127.0.0.1", prod.server.port), timeout=120)
+        try:
+            sock.sendall(raw_request(prod, "/v1/completions", {**body, "stream": False})[:-1])
+            wait_for(lambda: scrape(prod.url).value(in_flight) == COALESCE_ABOVE, what="one request held")
+            loaded = stream_writes(http, body)
+        finally:
+            sock.close()
+        wait_for(lambda: scrape(prod.url).value(in_flight) == 0, what="the held request gone")
+    sizes = [len(tokens) for tokens, _ in loaded]
+    assert sizes[0] == 1 and all(size >= 2 for size in sizes[1:-1]), sizes
+    assert [t for tokens, _ in loaded for t in tokens] == [t for tokens, _ in alone for t in tokens]
+    assert "".join(text for _, text in loaded) == "".join(text for _, text in alone)
+    assert sum(sizes) == max_tokens
+
+
+def stream_writes(http: httpx.Client, body: dict[str, object]) -> list[tuple[list[str], str]]:
+    """The tokens and text of each event of a one-choice completions stream that carries tokens."""
+    writes = []
+    for event in sse_events(http, "/v1/completions", body):
+        for choice in event["choices"]:  # type: ignore[attr-defined]
+            if choice["logprobs"] and choice["logprobs"]["tokens"]:
+                writes.append((choice["logprobs"]["tokens"], choice["text"]))
+    return writes
 
 
 def read_response(sock: socket.socket) -> tuple[int, dict[str, object]]:

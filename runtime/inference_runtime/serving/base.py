@@ -367,6 +367,9 @@ class BaseServingEngine(Generic[RequestT]):
             response_id = f"{self.id_prefix}-{uuid.uuid4().hex}"
             if self.is_stream(request):
                 record.stream = streaming = True
+                interval = self.ctx.admission.stream_interval()
+                for spec in specs:
+                    spec.stream_interval = interval
                 state = StreamState(id=response_id, created=int(time.time()), prompts=prompts, tool_plan=plan)
                 guard = StreamGuard(asyncio.get_running_loop().time() + self.ctx.limits.request_timeout)
                 return EventStream(
