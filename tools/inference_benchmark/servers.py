@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,8 +95,11 @@ def vllm_command(engine: EngineSettings, port: int) -> ServerCommand:
     return ServerCommand("vllm", argv, port, "/health")
 
 
-def runtime_command(engine: EngineSettings, port: int, workdir: Path, class_name: str) -> ServerCommand:
-    """Our runtime, with a model config written to ``workdir`` that mirrors :func:`vllm_command`."""
+def runtime_command(
+    engine: EngineSettings, port: int, workdir: Path, class_name: str, extra: Sequence[str] = ()
+) -> ServerCommand:
+    """Our runtime, with a model config written to ``workdir`` that mirrors :func:`vllm_command`, and
+    ``extra`` flags (serving options vLLM's server has no counterpart of)."""
     config = {
         engine.model_name: {
             "class_name": class_name,
@@ -114,6 +117,7 @@ def runtime_command(engine: EngineSettings, port: int, workdir: Path, class_name
     argv = [
         str(runtime), "--model-name", engine.model_name, "--config", str(config_path),
         "--model-root", str(engine.model_path.parent), "--host", "127.0.0.1", "--port", str(port),
+        *extra,
     ]  # fmt: skip
     return ServerCommand("ours", argv, port, "/ready")
 
