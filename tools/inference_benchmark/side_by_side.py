@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a flag for our runtime only (repeatable), e.g. --runtime-arg=--stream-coalesce-above=16: "
         "a serving option of ours, measured against vLLM's server as it is; printed with the settings",
     )
+    run.add_argument(
+        "--vllm-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="a flag for vLLM's server only (repeatable), e.g. --vllm-arg=--stream-interval=2; printed "
+        "with the settings",
+    )
     run.add_argument("--server-timeout", type=float, default=600.0, help="seconds to wait for readiness")
     run.add_argument("--workdir", type=Path, default=None, help="keep configs and server logs here")
     run.add_argument(
@@ -165,11 +173,17 @@ def comparison_table(
 
 
 def settings_line(
-    engine: EngineSettings, load: LoadSettings, api: str, repeat: int, runtime_args: Sequence[str] = ()
+    engine: EngineSettings,
+    load: LoadSettings,
+    api: str,
+    repeat: int,
+    runtime_args: Sequence[str] = (),
+    vllm_args: Sequence[str] = (),
 ) -> str:
     """What the run measured, printed with its figures so a pasted table carries its own settings."""
     e, lo, m = engine.describe(), load.describe(), machine.describe()
-    ours = f"; ours with {' '.join(runtime_args)}" if runtime_args else ""
+    flags = f"; ours with {' '.join(runtime_args)}" if runtime_args else ""
+    flags += f"; vLLM with {' '.join(vllm_args)}" if vllm_args else ""
     return (
         f"{e['model_name']} ({Path(str(e['model_path'])).name}), {api}, dtype {e['dtype']}, "
         f"{'eager' if e['enforce_eager'] else 'compiled'}, max_model_len {e['max_model_len']}, "
@@ -177,7 +191,7 @@ def settings_line(
         f"{','.join(lo['points'])} x {lo['num_requests']} requests (+{lo['warmup']} warm-up), "
         f"input {lo['input_len'] or lo['prompts_file']}, output {lo['output_len']}, "
         f"{'stream' if lo['stream'] else 'no stream'}, {repeat} round(s); "
-        f"{m['cpu']} x{m['cpu_count']}, load average {m['load_average'][0]:.2f} at {m['date_utc']}{ours}"
+        f"{m['cpu']} x{m['cpu_count']}, load average {m['load_average'][0]:.2f} at {m['date_utc']}{flags}"
     )
 
 
@@ -231,7 +245,7 @@ def _start_servers(
             command = (
                 servers.runtime_command(engine, port, workdir, CLASS_FOR_API[args.api], args.runtime_arg)
                 if target == "ours"
-                else servers.vllm_command(engine, port)
+                else servers.vllm_command(engine, port, args.vllm_arg)
             )
             started[target] = stack.enter_context(
                 servers.running(command, workdir / f"{target}.log", args.server_timeout)
@@ -380,7 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             failures["engine"] = str(exc)
             print(f"engine: {exc}", file=sys.stderr, flush=True)
     ratio_rows = ratios(trials["ours"], trials["vllm"]) if {"ours", "vllm"} <= trials.keys() else []
-    print(f"settings: {settings_line(engine, load, args.api, args.repeat, args.runtime_arg)}\n")
+    print(
+        f"settings: {settings_line(engine, load, args.api, args.repeat, args.runtime_arg, args.vllm_arg)}\n"
+    )
     for target, runs in results.items():
         print(f"{target}:\n{report.sweep_table(runs)}\n")
     if results:
@@ -396,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "load": load.describe(),
             "api": args.api,
             "runtime_args": args.runtime_arg,
+            "vllm_args": args.vllm_arg,
             "repeat": args.repeat,
             "results": results,
             "trials": trials,
