@@ -285,8 +285,9 @@ def _sampling_params(spec: SamplingSpec, stream: bool) -> SamplingParams:
             skip_special_tokens=spec.skip_special_tokens,
             structured_outputs=structured,
             output_kind=RequestOutputKind.DELTA if stream else RequestOutputKind.FINAL_ONLY,
-            # vLLM coalesces the deltas itself: no RequestOutput, no wake-up for the tokens between.
-            stream_interval=spec.stream_interval if stream and spec.stream_interval > 1 else None,
+            # vLLM coalesces the deltas itself (no RequestOutput, no wake-up for the tokens between),
+            # taking the larger of this and the engine's own stream_interval.
+            stream_interval=spec.stream_interval if stream else None,
         )
     except (ValueError, TypeError, VLLMClientError) as exc:
         raise EngineRequestError(str(exc)) from exc

@@ -79,9 +79,9 @@ def test_requests_over_the_limit_get_429_at_once_while_the_admitted_ones_run(pro
 
 def test_a_stream_that_starts_under_load_writes_several_tokens_at_a_time(prod: ProdServer) -> None:
     """With more than ``COALESCE_ABOVE`` requests in flight, a new stream writes ``ceil(in flight /
-    COALESCE_ABOVE)`` tokens at a time, its first token at once. One request is held in flight (admitted,
-    its body one byte short), so the stream starts as the second: two tokens per write. It has the same
-    tokens and text as the same stream alone (temperature 0)."""
+    COALESCE_ABOVE)`` tokens at a time, its first token at once. ``COALESCE_ABOVE`` requests are held in
+    flight (admitted, their bodies one byte short), so the stream starts one above the threshold: two
+    tokens per write. It has the same tokens and text as the same stream alone (temperature 0)."""
     max_tokens = 24
     body = {
         "model": prod.model,
@@ -95,14 +95,17 @@ def test_a_stream_that_starts_under_load_writes_several_tokens_at_a_time(prod: P
     in_flight = "inference_requests_in_flight"
     with httpx.Client(base_url=prod.url, headers=prod.auth(), timeout=120) as http:
         alone = stream_writes(http, body)
-        sock = socket.create_connection(("127.0.0.1", prod.server.port), timeout=120)
+        held = []
         try:
-            sock.sendall(raw_request(prod, "/v1/completions", {**body, "stream": False})[:-1])
-            wait_for(lambda: scrape(prod.url).value(in_flight) == COALESCE_ABOVE, what="one request held")
+            for _ in range(COALESCE_ABOVE):
+                held.append(socket.create_connection(("127.0.0.1", prod.server.port), timeout=120))
+                held[-1].sendall(raw_request(prod, "/v1/completions", {**body, "stream": False})[:-1])
+            wait_for(lambda: scrape(prod.url).value(in_flight) == COALESCE_ABOVE, what="the requests held")
             loaded = stream_writes(http, body)
         finally:
-            sock.close()
-        wait_for(lambda: scrape(prod.url).value(in_flight) == 0, what="the held request gone")
+            for sock in held:
+                sock.close()
+        wait_for(lambda: scrape(prod.url).value(in_flight) == 0, what="the held requests gone")
     sizes = [len(tokens) for tokens, _ in loaded]
     assert sizes[0] == 1 and all(size >= 2 for size in sizes[1:-1]), sizes
     assert [t for tokens, _ in loaded for t in tokens] == [t for tokens, _ in alone for t in tokens]

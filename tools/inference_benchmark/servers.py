@@ -101,7 +101,7 @@ def runtime_command(
     engine: EngineSettings, port: int, workdir: Path, class_name: str, extra: Sequence[str] = ()
 ) -> ServerCommand:
     """Our runtime, with a model config written to ``workdir`` that mirrors :func:`vllm_command`, and
-    ``extra`` flags (serving options vLLM's server has no counterpart of)."""
+    ``extra`` flags of its own (serving options, not engine settings)."""
     config = {
         engine.model_name: {
             "class_name": class_name,
