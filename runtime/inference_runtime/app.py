@@ -26,6 +26,7 @@ from inference_runtime.observe import RequestIdMiddleware
 from inference_runtime.routes import info, metrics, protocols, tokenize
 from inference_runtime.serving.admission import Admission
 from inference_runtime.serving.base import BaseServingEngine, ServingContext
+from inference_runtime.serving.pacing import StreamPacing
 from inference_runtime.settings import Settings
 from inference_runtime.state import RuntimeState
 from inference_runtime.tools.registry import load_tool_parser
@@ -72,7 +73,7 @@ def create_app(
         serving_classes=serving_classes,
         keys=keys or KeyRing(),
         metrics=metrics_registry or Metrics(),
-        admission=Admission(settings.limits.concurrency, settings.limits.stream_coalesce_above),
+        admission=Admission(settings.limits.concurrency),
     )
 
     async def load_engine() -> None:
@@ -103,6 +104,7 @@ def create_app(
             model=model,
             limits=settings.limits,
             admission=state.admission,
+            pacing=StreamPacing(settings.limits.stream_write_budget),
             keys=state.keys,
             metrics=state.metrics,
             log_content=settings.log.log_content,

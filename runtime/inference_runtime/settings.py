@@ -25,8 +25,8 @@ class Limits:
     max_stop: int = 16
     max_logprobs: int = 20
     request_timeout: float = 600.0  # seconds, whole request including streaming
-    # Above this many requests in flight, new streams write several tokens at a time (Admission); 0: off.
-    stream_coalesce_above: int = 0
+    # Socket writes a second for all streams together; above it new streams get chunks (StreamPacing).
+    stream_write_budget: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds before a request is cut off and its engine work freed [$REQUEST_TIMEOUT, 600]",
     )
     add(
-        "--stream-coalesce-above",
+        "--stream-write-budget",
         type=int,
-        default=int(_env("STREAM_COALESCE_ABOVE", "0")),
-        metavar="N",
-        help="with more than N requests in flight, a new stream writes every ceil(in flight / N) tokens "
-        "(first and last at once); 0: every token [$STREAM_COALESCE_ABOVE, 0]",
+        default=int(_env("STREAM_WRITE_BUDGET", "0")),
+        metavar="W",
+        help="socket writes a second for all streams together: while streams deliver T tokens a second, "
+        "a new stream gets ceil(T / W) tokens per write (its first at once); 0: every token "
+        "[$STREAM_WRITE_BUDGET, 0]",
     )
     add(
         "--model-root",
@@ -236,8 +237,8 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
             parser.error(f"{flag} must be at least 1")
     if ns.request_timeout <= 0 or ns.shutdown_grace < 0:
         parser.error("--request-timeout must be positive and --shutdown-grace not negative")
-    if ns.stream_coalesce_above < 0:
-        parser.error("--stream-coalesce-above must not be negative (0 turns it off)")
+    if ns.stream_write_budget < 0:
+        parser.error("--stream-write-budget must not be negative (0 turns it off)")
     return Settings(
         model_name=ns.model_name or "",
         config_path=Path(ns.config),
@@ -264,7 +265,7 @@ def settings_from_args(argv: list[str] | None = None) -> Settings:
             max_n=ns.max_n,
             max_messages=ns.max_messages,
             request_timeout=ns.request_timeout,
-            stream_coalesce_above=ns.stream_coalesce_above,
+            stream_write_budget=ns.stream_write_budget,
         ),
         log=LogSettings(
             format=ns.log_format,

@@ -19,7 +19,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "side_by_side.py"
 ROUNDS = 2
 REQUESTS = 4
-COALESCE = "--stream-coalesce-above=1"
+COALESCE = "--stream-write-budget=1"
 INTERVAL = "--stream-interval=2"
 
 pytestmark = pytest.mark.engine

@@ -12,6 +12,7 @@ from inference_runtime.errors import Overloaded, Unauthorized, Unavailable
 from inference_runtime.generation import TokenLogprob
 from inference_runtime.protocols.openai.logprobs import chat_logprobs, completion_logprobs
 from inference_runtime.serving.admission import Admission
+from inference_runtime.serving.pacing import StreamPacing
 from inference_runtime.serving.registry import BUILTINS, load_serving_class, registered
 from inference_runtime.settings import settings_from_args
 
@@ -45,26 +46,50 @@ def test_admission_refuses_at_limit_and_while_draining() -> None:
     assert isinstance(gate.refusal(), Unavailable) and gate.refusal().status == 503
 
 
-def test_streams_coalesce_only_above_the_threshold() -> None:
-    """Tokens per write for a new stream: 1 up to ``coalesce_above`` requests in flight, then
-    ``ceil(in flight / coalesce_above)``; 0 turns coalescing off."""
-    gate = Admission(100, coalesce_above=16)
-    seen = []
-    for _ in range(64):
-        gate.try_acquire()
-        seen.append(gate.stream_interval())
-    assert seen[:16] == [1] * 16
-    assert seen[16:32] == [2] * 16 and seen[32:48] == [3] * 16 and seen[48:] == [4] * 16
-    off = Admission(100)
-    for _ in range(64):
-        off.try_acquire()
-    assert off.stream_interval() == 1
+class FakeClock:
+    """Seconds that pass only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_streams_get_chunks_only_while_tokens_flow_faster_than_the_write_budget() -> None:
+    """Tokens per write for a new stream: ``ceil(streamed tokens a second / budget)``, at least 1, over
+    the last one to two seconds; an idle second or two brings it back to 1; 0 turns pacing off."""
+    clock = FakeClock()  # steps of 0.25 s: exact in binary, so bucket edges are where they look
+    pacing = StreamPacing(100, clock)
+    assert pacing.interval() == 1  # nothing streamed yet
+
+    def second_of_streaming() -> None:  # 4 writes of 125 tokens, the clock left at the last one
+        for step in range(4):
+            clock.now += 0.25 if step else 0.0
+            pacing.written(125)
+
+    second_of_streaming()  # 100.0-100.75: 500 tokens over the 1.75 s of a bucket and an empty one
+    assert pacing.tokens_per_second() == pytest.approx(500 / 1.75) and pacing.interval() == 3
+    clock.now = 101.0  # a new bucket: the last full second alone
+    assert pacing.interval() == 5
+    second_of_streaming()  # 101.0-101.75: 1000 tokens over 1.75 s
+    assert pacing.interval() == 6
+    clock.now = 102.75  # idle since: the bucket of 101 over 1.75 s
+    assert pacing.interval() == 3
+    clock.now = 103.5  # idle for more than a bucket: nothing counts
+    assert pacing.interval() == 1
+    pacing.written(300)  # a burst at once counts over the span, not over no time at all
+    assert pacing.tokens_per_second() == pytest.approx(300 / 1.5) and pacing.interval() == 2
+
+    off = StreamPacing(0, clock)
+    off.written(10**6)
+    assert off.interval() == 1
     assert (
-        settings_from_args(["--model-name", "m", "--stream-coalesce-above", "8"]).limits.stream_coalesce_above
-        == 8
+        settings_from_args(["--model-name", "m", "--stream-write-budget", "800"]).limits.stream_write_budget
+        == 800
     )
     with pytest.raises(SystemExit):
-        settings_from_args(["--model-name", "m", "--stream-coalesce-above", "-1"])
+        settings_from_args(["--model-name", "m", "--stream-write-budget", "-1"])
 
 
 def test_registry_builtins_and_unknown_name() -> None:

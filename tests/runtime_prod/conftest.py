@@ -1,10 +1,11 @@
 """The production-like server these tests share.
 
 One live ``inference-runtime`` on the tiny model with what an operator turns on in production: API keys
-from a file (one ``id:key`` line, one bare key), ``--limit-concurrency 2``, streams coalesced above one
-request in flight (``--stream-coalesce-above 1``), JSON logs, a rotating log
-file and syslog to a real UDP receiver on 127.0.0.1. Engine start-up costs 30-100 s on a busy machine,
-so every test here that does not stop its server uses this one.
+from a file (one ``id:key`` line, one bare key), ``--limit-concurrency 2``, a stream write budget of
+one a second (``--stream-write-budget 1``: a stream that starts within a second or two of another one's
+tokens gets them in chunks), JSON logs, a rotating log file and syslog to a real UDP receiver on
+127.0.0.1. Engine start-up costs 30-100 s on a busy machine, so every test here that does not stop its
+server uses this one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from prod_helpers import COALESCE_ABOVE, CONCURRENCY, MAX_MODEL_LEN, ProdServer, SyslogReceiver
+from prod_helpers import CONCURRENCY, MAX_MODEL_LEN, WRITE_BUDGET, ProdServer, SyslogReceiver
 
 from fixtures.prereq import require_path
 from fixtures.runtime_server import TINY_NAME, start_runtime, tiny_entry
@@ -46,8 +47,8 @@ def prod(tmp_path_factory: pytest.TempPathFactory, syslog_receiver: SyslogReceiv
         str(keys_file),
         "--limit-concurrency",
         str(CONCURRENCY),
-        "--stream-coalesce-above",
-        str(COALESCE_ABOVE),
+        "--stream-write-budget",
+        str(WRITE_BUDGET),
         "--log-format",
         "json",
         "--log-file",

@@ -1,6 +1,7 @@
-"""Overload and disconnects on a live server (--limit-concurrency 2, --stream-coalesce-above 1): request
-N+1 is refused with 429 at once while the admitted ones run, a stream that starts under load writes
-several tokens at a time, and a client that goes away frees its engine work."""
+"""Overload and disconnects on a live server (--limit-concurrency 2, --stream-write-budget 1): request
+N+1 is refused with 429 at once while the admitted ones run, a stream that starts while tokens are
+streamed faster than the write budget writes several tokens at a time, and a client that goes away frees
+its engine work."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import time
 import httpx
 import pytest
 from prod_helpers import (
-    COALESCE_ABOVE,
     CONCURRENCY,
     MAX_MODEL_LEN,
     ProdServer,
@@ -77,11 +77,15 @@ def test_requests_over_the_limit_get_429_at_once_while_the_admitted_ones_run(pro
     assert after.value("inference_requests_in_flight") == 0
 
 
-def test_a_stream_that_starts_under_load_writes_several_tokens_at_a_time(prod: ProdServer) -> None:
-    """With more than ``COALESCE_ABOVE`` requests in flight, a new stream writes ``ceil(in flight /
-    COALESCE_ABOVE)`` tokens at a time, its first token at once. ``COALESCE_ABOVE`` requests are held in
-    flight (admitted, their bodies one byte short), so the stream starts one above the threshold: two
-    tokens per write. It has the same tokens and text as the same stream alone (temperature 0)."""
+def test_a_stream_that_starts_while_tokens_flow_faster_than_the_budget_writes_several_at_a_time(
+    prod: ProdServer,
+) -> None:
+    """A stream that starts while streams deliver T tokens a second gets ``ceil(T / budget)`` tokens
+    per write, its first at once; the shared server's budget is one write a second. A stream that starts
+    right after another one of 24 tokens sees more than one token a second streamed (the rate spans the
+    last one to two seconds; the tiny model makes tens to thousands a second), so each of its writes but
+    the first and the last holds at least two tokens. It has the same tokens and text as the stream
+    before it (temperature 0). With every token written, writes of one token would make most of it."""
     max_tokens = 24
     body = {
         "model": prod.model,
@@ -92,24 +96,13 @@ def test_a_stream_that_starts_under_load_writes_several_tokens_at_a_time(prod: P
         "logprobs": 0,
         "stream": True,
     }
-    in_flight = "inference_requests_in_flight"
     with httpx.Client(base_url=prod.url, headers=prod.auth(), timeout=120) as http:
-        alone = stream_writes(http, body)
-        held = []
-        try:
-            for _ in range(COALESCE_ABOVE):
-                held.append(socket.create_connection(("127.0.0.1", prod.server.port), timeout=120))
-                held[-1].sendall(raw_request(prod, "/v1/completions", {**body, "stream": False})[:-1])
-            wait_for(lambda: scrape(prod.url).value(in_flight) == COALESCE_ABOVE, what="the requests held")
-            loaded = stream_writes(http, body)
-        finally:
-            for sock in held:
-                sock.close()
-        wait_for(lambda: scrape(prod.url).value(in_flight) == 0, what="the held requests gone")
-    sizes = [len(tokens) for tokens, _ in loaded]
+        first = stream_writes(http, body)
+        paced = stream_writes(http, body)
+    sizes = [len(tokens) for tokens, _ in paced]
     assert sizes[0] == 1 and all(size >= 2 for size in sizes[1:-1]), sizes
-    assert [t for tokens, _ in loaded for t in tokens] == [t for tokens, _ in alone for t in tokens]
-    assert "".join(text for _, text in loaded) == "".join(text for _, text in alone)
+    assert [t for tokens, _ in paced for t in tokens] == [t for tokens, _ in first for t in tokens]
+    assert "".join(text for _, text in paced) == "".join(text for _, text in first)
     assert sum(sizes) == max_tokens
 
 

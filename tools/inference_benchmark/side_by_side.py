@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ARG",
-        help="a flag for our runtime only (repeatable), e.g. --runtime-arg=--stream-coalesce-above=16: "
+        help="a flag for our runtime only (repeatable), e.g. --runtime-arg=--stream-write-budget=800: "
         "a serving option of ours, measured against vLLM's server as it is; printed with the settings",
     )
     run.add_argument(

@@ -47,6 +47,7 @@ from inference_runtime.observe import RequestRecord
 from inference_runtime.serving.admission import Admission
 from inference_runtime.serving.chat_template import render_chat
 from inference_runtime.serving.http import read_body, validation_message, wait_disconnect
+from inference_runtime.serving.pacing import StreamPacing
 from inference_runtime.serving.request import ServingRequest
 from inference_runtime.serving.streaming import DONE, EventStream, StreamGuard, merge_streams, sse_event
 from inference_runtime.settings import Limits
@@ -93,6 +94,7 @@ class ServingContext:
     model: ResolvedModel
     limits: Limits
     admission: Admission
+    pacing: StreamPacing
     keys: KeyRing = field(default_factory=KeyRing)
     metrics: Metrics | None = None
     log_content: bool = False
@@ -367,7 +369,7 @@ class BaseServingEngine(Generic[RequestT]):
             response_id = f"{self.id_prefix}-{uuid.uuid4().hex}"
             if self.is_stream(request):
                 record.stream = streaming = True
-                interval = self.ctx.admission.stream_interval()
+                interval = self.ctx.pacing.interval()
                 for spec in specs:
                     spec.stream_interval = interval
                 state = StreamState(id=response_id, created=int(time.time()), prompts=prompts, tool_plan=plan)
@@ -505,6 +507,7 @@ class BaseServingEngine(Generic[RequestT]):
                     if c.finish_reason is not None:
                         record.finish_reasons.append(c.finish_reason)
                 record.tokens_arrived(new)
+                self.ctx.pacing.written(new)
                 state.completion_tokens += new
                 # One write per engine step: socket writes are the largest cost of a stream.
                 events = self.stream_chunks(request, chunk, state)
