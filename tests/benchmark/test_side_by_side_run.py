@@ -19,7 +19,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "side_by_side.py"
 ROUNDS = 2
 REQUESTS = 4
-COALESCE = "--stream-write-budget=1"
+BUDGET = "--stream-write-budget=1"
 INTERVAL = "--stream-interval=2"
 
 pytestmark = pytest.mark.engine
@@ -35,7 +35,7 @@ def test_side_by_side_runs_both_servers_and_records_its_settings(
         "--concurrency", "2", "--num-requests", str(REQUESTS), "--warmup", "1", "--repeat", str(ROUNDS),
         "--input-len", "8", "--output-len", "4", "--workdir", str(tmp_path / "work"),
         "--profile", "--profile-seconds", "3", "--output-json", str(out),
-        f"--runtime-arg={COALESCE}", f"--vllm-arg={INTERVAL}",
+        f"--runtime-arg={BUDGET}", f"--vllm-arg={INTERVAL}",
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -43,7 +43,7 @@ def test_side_by_side_runs_both_servers_and_records_its_settings(
     assert document["failures"] == {}
     assert document["engine"]["enforce_eager"] is True and document["engine"]["max_model_len"] == 256
     assert document["load"]["points"] == ["c=2"] and document["repeat"] == ROUNDS
-    assert document["runtime_args"] == [COALESCE] and document["vllm_args"] == [INTERVAL]
+    assert document["runtime_args"] == [BUDGET] and document["vllm_args"] == [INTERVAL]
     assert document["machine"]["cpu_count"] >= 1 and len(document["machine"]["load_average"]) == 3
     for target in ("ours", "vllm"):
         (rounds,) = document["trials"][target]
@@ -67,5 +67,5 @@ def test_side_by_side_runs_both_servers_and_records_its_settings(
         assert len(roots) == 1 and command in roots.pop(), raw[:3]
     # The printed summary carries its own settings and the paired ratios.
     assert "settings: tiny (" in done.stdout and "eager, max_model_len 256" in done.stdout, done.stdout
-    assert f"ours with {COALESCE}; vLLM with {INTERVAL}" in done.stdout, done.stdout
+    assert f"ours with {BUDGET}; vLLM with {INTERVAL}" in done.stdout, done.stdout
     assert "ratio tok/s" in done.stdout and "busy-poll" in done.stdout

@@ -16,7 +16,7 @@ from fixtures.runtime_server import RunningServer
 # Long enough for generations that outlast any poll loop below (the tiny model allows 2048).
 MAX_MODEL_LEN = 2048
 CONCURRENCY = 2
-WRITE_BUDGET = 1  # --stream-write-budget: any stream that follows another within a second gets chunks
+WRITE_BUDGET = 1  # --stream-write-budget: a stream within a second or two of another one's tokens gets chunks
 
 
 class SyslogReceiver:
