@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from inference_benchmark.servers import RunningServer
-from inference_benchmark.side_by_side import comparison_table, cpu_table, median_run, ratios
+from inference_benchmark.side_by_side import (
+    comparison_table,
+    cpu_table,
+    median_run,
+    ratios,
+    start_order_line,
+    start_orders,
+)
 
 
 def run(load: str, tok_s: float | None, ttft_p50: float, ttft_p99: float) -> dict[str, Any]:
@@ -54,6 +61,36 @@ def test_ratios_refuse_sweeps_of_different_lengths() -> None:
         ratios([[run("c=1", 1.0, 1.0, 1.0)]], [])
     with pytest.raises(ValueError):  # and rounds that do not pair up
         ratios([[run("c=1", 1.0, 1.0, 1.0)]], [[run("c=1", 1.0, 1.0, 1.0)] * 2])
+
+
+def test_each_start_order_gets_half_of_the_rounds() -> None:
+    assert start_orders(1) == [(("ours", "vllm"), 1)]
+    assert start_orders(4) == [(("ours", "vllm"), 2), (("vllm", "ours"), 2)]
+    assert start_orders(5) == [(("ours", "vllm"), 3), (("vllm", "ours"), 2)]
+
+
+def test_ratios_by_the_server_started_first() -> None:
+    def started(first: str, tok_s: float) -> dict[str, Any]:
+        return {**run("c=8", tok_s, 1.0, 1.0), "started_first": first}
+
+    ours = [[started("ours", 90.0), started("ours", 95.0), started("vllm", 110.0)]]
+    vllm = [[started("ours", 100.0), started("ours", 100.0), started("vllm", 100.0)]]
+    (row,) = ratios(ours, vllm)
+    by_first = row["tok/s by first started"]
+    assert by_first["ours"] == {"median": 0.925, "min": 0.9, "max": 0.95, "rounds": [0.9, 0.95]}
+    assert by_first["vllm"]["rounds"] == [1.1]
+    assert row["tok/s"]["median"] == 0.95  # the overall ratio pairs every round, whoever started first
+    line = start_order_line([row])
+    assert (
+        line == "ratio tok/s by the server started first: c=8: ours first 0.93 [0.90-0.95], vllm first 1.10"
+    )
+    # runs recorded before the order was kept (no "started_first") fall in neither group
+    assert ratios([[run("c=8", 1.0, 1.0, 1.0)]], [[run("c=8", 1.0, 1.0, 1.0)]])[0][
+        "tok/s by first started"
+    ] == {
+        "ours": None,
+        "vllm": None,
+    }
 
 
 def test_comparison_table_has_a_column_per_target_and_ratio() -> None:

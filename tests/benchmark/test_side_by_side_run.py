@@ -2,9 +2,9 @@
 
 A short run (two rounds of one load point, then three seconds of it under py-spy), as a user would
 start it: both servers come up with the same engine settings (each with one flag of its own, which the
-output names), each round pairs them back to back, py-spy
-samples each server's process tree in uncounted rounds, and the output records what was run. Nothing here
-asserts on speed (docs/benchmark.md).
+output names), each round pairs them back to back, the second round runs after both were started again
+in the other order, py-spy samples each server's process tree in uncounted rounds, and the output
+records what was run. Nothing here asserts on speed (docs/benchmark.md).
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ def test_side_by_side_runs_both_servers_and_records_its_settings(
     for target in ("ours", "vllm"):
         (rounds,) = document["trials"][target]
         assert [r["completed"] for r in rounds] == [REQUESTS] * ROUNDS, rounds
+        assert [r["started_first"] for r in rounds] == ["ours", "vllm"]
+        for log in (f"{target}.log", f"{target}-2.log"):  # a log per start
+            assert (tmp_path / "work" / log).is_file()
         assert all(r["server_cpu_ms_per_request"]["all_processes"] > 0 for r in rounds)
     (ratio,) = document["ratios"]
     assert len(ratio["tok/s"]["rounds"]) == ROUNDS
@@ -69,3 +72,4 @@ def test_side_by_side_runs_both_servers_and_records_its_settings(
     assert "settings: tiny (" in done.stdout and "eager, max_model_len 256" in done.stdout, done.stdout
     assert f"ours with {BUDGET}; vLLM with {INTERVAL}" in done.stdout, done.stdout
     assert "ratio tok/s" in done.stdout and "busy-poll" in done.stdout
+    assert "ratio tok/s by the server started first: c=2: ours first " in done.stdout, done.stdout

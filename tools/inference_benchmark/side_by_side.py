@@ -1,10 +1,12 @@
 """``inference-benchmark side-by-side``: our runtime against vLLM's own OpenAI server, same engine, same load.
 
 Both servers start one after the other on 127.0.0.1 with the same engine settings and get the same
-sweep, one load point at a time on each in turn (never both under load at once). Then the in-process
-engine ceiling runs in its own process. The summary gives, per load point, the ratio ours/vLLM of
-throughput and of TTFT p50/p99: a throughput ratio >= 1 and TTFT ratios <= 1 mean our HTTP layer
-costs nothing extra.
+sweep, one load point at a time on each in turn (never both under load at once). Halfway through the
+rounds both are stopped and started again in the other order: on a small VM one start of a server can
+run 5-10% faster or slower than the next for its whole life, so each server is measured over two starts
+(docs/benchmark.md). Then the in-process engine ceiling runs in its own process. The summary gives,
+per load point, the ratio ours/vLLM of throughput and of TTFT p50/p99: a throughput ratio >= 1 and
+TTFT ratios <= 1 mean our HTTP layer costs nothing extra.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--repeat",
         type=int,
         default=1,
-        help="runs of each load point per server, alternating servers; the median run is reported",
+        help="runs of each load point per server, alternating servers; the median run is reported. "
+        "From 2 on, the servers are started again in the other order for the second half",
     )
     run.add_argument(
         "--runtime-arg",
@@ -129,18 +132,40 @@ def ratios(
                 for a, b in zip(mine, theirs, strict=True)
             ]
             rounds = [a / b for a, b in pairs if a is not None and b]
-            row[name] = (
-                {
-                    "median": statistics.median(rounds),
-                    "min": min(rounds),
-                    "max": max(rounds),
-                    "rounds": rounds,
-                }
-                if rounds
-                else None
+            row[name] = _spread(rounds)
+        # The throughput ratio of the rounds in which each server had been started first.
+        row["tok/s by first started"] = {
+            first: _spread(
+                [
+                    a["output_throughput"] / b["output_throughput"]
+                    for a, b in zip(mine, theirs, strict=True)
+                    if a.get("started_first") == first and a["output_throughput"] and b["output_throughput"]
+                ]
             )
+            for first in ("ours", "vllm")
+        }
         rows.append(row)
     return rows
+
+
+def _spread(rounds: list[float]) -> dict[str, Any] | None:
+    if not rounds:
+        return None
+    return {"median": statistics.median(rounds), "min": min(rounds), "max": max(rounds), "rounds": rounds}
+
+
+def start_order_line(ratio_rows: Sequence[dict[str, Any]]) -> str:
+    """Per load point, the throughput ratio of the rounds after each start order, so that a run shows
+    how much the order moved it (the overall ratio pairs both halves)."""
+    parts = []
+    for row in ratio_rows:
+        cells = [
+            f"{first} first {_ratio_cell(spread)}"
+            for first, spread in row["tok/s by first started"].items()
+            if spread is not None
+        ]
+        parts.append(f"{row['load']}: {', '.join(cells)}")
+    return "ratio tok/s by the server started first: " + "; ".join(parts)
 
 
 def _ratio_cell(ratio: dict[str, Any] | None) -> str:
@@ -230,16 +255,35 @@ def _engine_ceiling(engine: EngineSettings, load: LoadSettings, workdir: Path) -
     return json.loads(out.read_text())["runs"]
 
 
+def start_orders(repeat: int) -> list[tuple[tuple[str, str], int]]:
+    """The sittings of a run: the order the two servers start in, and how many rounds follow.
+
+    Ours first for the first half of the rounds (the larger one), vLLM's first for the rest. Rounds
+    within one start agree far better than whole runs do (SmolLM2 at c=8: 0.89-0.95 in one run,
+    1.01-1.18 in another the same day, docs/benchmark.md): what a start draws lasts the server's life.
+    Two starts of each server, in both orders, keep one draw, and the start order, from deciding the
+    ratio.
+    """
+    first = (repeat + 1) // 2
+    orders = [(("ours", "vllm"), first), (("vllm", "ours"), repeat - first)]
+    return [(order, rounds) for order, rounds in orders if rounds]
+
+
 def _start_servers(
-    stack: contextlib.ExitStack, engine: EngineSettings, args: argparse.Namespace, workdir: Path
+    stack: contextlib.ExitStack,
+    engine: EngineSettings,
+    args: argparse.Namespace,
+    workdir: Path,
+    order: Sequence[str],
+    sitting: int,
 ) -> tuple[dict[str, servers.RunningServer], dict[str, str]]:
-    """Start the wanted servers one after the other; returns those that run and, per failed one, why."""
+    """Start the wanted servers one after the other in ``order``; returns those that run (in that
+    order) and, per failed one, why. Sitting n >= 2 logs to ``ours-n.log`` and ``vllm-n.log``."""
     started: dict[str, servers.RunningServer] = {}
     failures: dict[str, str] = {}
-    for target in ("ours", "vllm"):
-        if target not in args.targets:
-            continue
-        print(f"starting {target} (log: {workdir / f'{target}.log'})", file=sys.stderr, flush=True)
+    for target in order:
+        log = workdir / (f"{target}.log" if sitting == 1 else f"{target}-{sitting}.log")
+        print(f"starting {target} (log: {log})", file=sys.stderr, flush=True)
         try:
             port = servers.free_port()
             command = (
@@ -247,9 +291,7 @@ def _start_servers(
                 if target == "ours"
                 else servers.vllm_command(engine, port, args.vllm_arg)
             )
-            started[target] = stack.enter_context(
-                servers.running(command, workdir / f"{target}.log", args.server_timeout)
-            )
+            started[target] = stack.enter_context(servers.running(command, log, args.server_timeout))
         except (ServerError, OSError) as exc:
             failures[target] = str(exc)
             print(f"{target}: {exc}", file=sys.stderr, flush=True)
@@ -287,28 +329,27 @@ def _interleaved_sweeps(
     engine: EngineSettings,
     load: LoadSettings,
     api: str,
-    repeat: int,
-) -> dict[str, list[list[dict[str, Any]]]]:
-    """Every load point ``repeat`` times against every server in turn, alternating who goes first.
+    repetitions: range,
+    trials: dict[str, list[list[dict[str, Any]]]],
+) -> None:
+    """Every load point once per repetition against every server in turn, alternating who goes first;
+    each run is appended to ``trials[target][point]`` and records which server was started first.
 
     The machine is shared, so background load drifts; taking each point on both servers back to back
     (instead of one whole sweep after the other) exposes them to the same conditions. An idle vLLM
     server costs about 2% of a core, so keeping both up meanwhile does not disturb the other. Each
     repetition gets fresh prompts (the seed moves on), the same for both servers, so a prefix cache
-    warmed by one repetition does not flatter the next. Returns, per target, the runs of each point.
+    warmed by one repetition does not flatter the next.
     """
-    trials: dict[str, list[list[dict[str, Any]]]] = {target: [] for target in servers_up}
-    turn = 0
-    for point in load.points:
-        for runs in trials.values():
-            runs.append([])
-        for repetition in range(repeat):
-            order = list(servers_up) if turn % 2 == 0 else list(reversed(servers_up))
-            turn += 1
+    started_first = next(iter(servers_up))
+    for i, point in enumerate(load.points):
+        for repetition in repetitions:
+            order = list(servers_up) if repetition % 2 == 0 else list(reversed(servers_up))
             for target in order:
                 once = replace(load, points=(point,), seed=load.seed + repetition)
-                trials[target][-1].append(_measured_run(servers_up[target], engine, once, api))
-    return trials
+                run = _measured_run(servers_up[target], engine, once, api)
+                run["started_first"] = started_first
+                trials[target][i].append(run)
 
 
 def _profiled_rounds(
@@ -377,14 +418,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vif-side-by-side-"))
     workdir.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
-    with contextlib.ExitStack() as stack:
-        servers_up, failures = _start_servers(stack, engine, args, workdir)
-        trials = _interleaved_sweeps(servers_up, engine, load, args.api, args.repeat)
-        profiles = (
-            _profiled_rounds(servers_up, engine, load, args.api, workdir, args.profile_seconds)
-            if args.profile
-            else {}
-        )
+    servers_wanted = [t for t in ("ours", "vllm") if t in args.targets]
+    trials: dict[str, list[list[dict[str, Any]]]] = {t: [[] for _ in load.points] for t in servers_wanted}
+    failures: dict[str, str] = {}
+    profiles: dict[str, dict[str, dict[str, Any]]] = {}
+    counted = 0
+    sittings = start_orders(args.repeat)
+    for sitting, (order, rounds) in enumerate(sittings, start=1):
+        with contextlib.ExitStack() as stack:
+            wanted = [t for t in order if t in trials]  # a server that failed once is not started again
+            servers_up, failed = _start_servers(stack, engine, args, workdir, wanted, sitting)
+            failures.update(failed)
+            for target in failed:
+                del trials[target]
+            _interleaved_sweeps(servers_up, engine, load, args.api, range(counted, counted + rounds), trials)
+            counted += rounds
+            if args.profile and sitting == len(sittings):
+                profiles = _profiled_rounds(servers_up, engine, load, args.api, workdir, args.profile_seconds)
     results = {target: [median_run(runs) for runs in per_point] for target, per_point in trials.items()}
     if "engine" in args.targets:
         print(f"running the engine ceiling (log: {workdir / 'engine.log'})", file=sys.stderr, flush=True)
@@ -401,6 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{target}:\n{report.sweep_table(runs)}\n")
     if results:
         print(comparison_table(results, ratio_rows))
+    if len(sittings) > 1 and ratio_rows:
+        print(start_order_line(ratio_rows))
     if servers_up:
         print(f"\n{cpu_table(results)}")
     if profiles:
