@@ -125,27 +125,27 @@ def ratios(
     """
     rows = []
     for mine, theirs in zip(ours, vllm, strict=True):
+        paired = list(zip(mine, theirs, strict=True))
         row: dict[str, Any] = {"load": mine[0]["load"]}
         for name, metric, statistic in COMPARED:
-            pairs = [
-                (_figure(a, metric, statistic), _figure(b, metric, statistic))
-                for a, b in zip(mine, theirs, strict=True)
-            ]
-            rounds = [a / b for a, b in pairs if a is not None and b]
-            row[name] = _spread(rounds)
+            row[name] = _spread(_round_ratios(paired, metric, statistic))
         # The throughput ratio of the rounds in which each server had been started first.
         row["tok/s by first started"] = {
             first: _spread(
-                [
-                    a["output_throughput"] / b["output_throughput"]
-                    for a, b in zip(mine, theirs, strict=True)
-                    if a.get("started_first") == first and a["output_throughput"] and b["output_throughput"]
-                ]
+                _round_ratios([p for p in paired if p[0].get("started_first") == first], "output_throughput")
             )
             for first in ("ours", "vllm")
         }
         rows.append(row)
     return rows
+
+
+def _round_ratios(
+    paired: Sequence[tuple[dict[str, Any], dict[str, Any]]], metric: str, statistic: str | None = None
+) -> list[float]:
+    """Ours/vLLM of one figure in each round where both sides have it."""
+    figures = [(_figure(a, metric, statistic), _figure(b, metric, statistic)) for a, b in paired]
+    return [a / b for a, b in figures if a is not None and b]
 
 
 def _spread(rounds: list[float]) -> dict[str, Any] | None:
@@ -341,6 +341,8 @@ def _interleaved_sweeps(
     repetition gets fresh prompts (the seed moves on), the same for both servers, so a prefix cache
     warmed by one repetition does not flatter the next.
     """
+    if not servers_up:
+        return
     started_first = next(iter(servers_up))
     for i, point in enumerate(load.points):
         for repetition in repetitions:
@@ -453,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(comparison_table(results, ratio_rows))
     if len(sittings) > 1 and ratio_rows:
         print(start_order_line(ratio_rows))
-    if servers_up:
+    if trials:
         print(f"\n{cpu_table(results)}")
     if profiles:
         print(f"\n{profile.profile_table(profiles)}")
