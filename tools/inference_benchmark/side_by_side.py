@@ -5,8 +5,8 @@ sweep, one load point at a time on each in turn (never both under load at once).
 rounds both are stopped and started again in the other order: on a small VM one start of a server can
 run 5-10% faster or slower than the next for its whole life, so each server is measured over two starts
 (docs/benchmark.md). Then the in-process engine ceiling runs in its own process. The summary gives,
-per load point, the ratio ours/vLLM of throughput and of TTFT p50/p99: a throughput ratio >= 1 and
-TTFT ratios <= 1 mean our HTTP layer costs nothing extra.
+per load point, the ratio ours/vLLM of throughput and of TTFT p50/p99/mean: a throughput ratio >= 1
+and TTFT ratios <= 1 mean our HTTP layer costs nothing extra.
 """
 
 from __future__ import annotations
@@ -106,7 +106,13 @@ COMPARED = (
     ("tok/s", "output_throughput", None),
     ("TTFT p50", "ttft_ms", "p50"),
     ("TTFT p99", "ttft_ms", "p99"),
+    # A closed-loop wave's first tokens come in groups, one per prefill step, so a percentile can move
+    # by a whole step when one request changes group; the mean moves by that request's share.
+    ("TTFT mean", "ttft_ms", "mean"),
 )
+
+# Closed-loop rounds with fewer waves than this leave TTFT percentiles on one wave's step boundaries.
+STEADY_WAVES = 3
 
 
 def _figure(run: dict[str, Any], metric: str, statistic: str | None) -> float | None:
@@ -116,7 +122,7 @@ def _figure(run: dict[str, Any], metric: str, statistic: str | None) -> float | 
 def ratios(
     ours: Sequence[Sequence[dict[str, Any]]], vllm: Sequence[Sequence[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
-    """Per load point, ours/vLLM of throughput and TTFT p50/p99, formed round by round.
+    """Per load point, ours/vLLM of throughput and TTFT p50/p99/mean, formed round by round.
 
     ``ours[i]`` and ``vllm[i]`` hold the runs of load point i in round order; the runs of one round ran
     back to back, under the same background load, so their ratio is the fair comparison even when the
@@ -180,7 +186,7 @@ def _ratio_cell(ratio: dict[str, Any] | None) -> str:
 def comparison_table(
     results: dict[str, list[dict[str, Any]]], ratio_rows: Sequence[dict[str, Any]] = ()
 ) -> str:
-    """Per load point: each target's median run (throughput, TTFT p50/p99), then the ours/vLLM ratios
+    """Per load point: each target's median run (throughput, TTFT p50/p99/mean), then the ours/vLLM ratios
     of :func:`ratios` (median over rounds, and their range)."""
     present = [t for t in TARGETS if t in results]
     header = f"{'load':<18}" + "".join(f"{f'{t} {name}':>18}" for name, _, _ in COMPARED for t in present)
@@ -217,6 +223,28 @@ def settings_line(
         f"input {lo['input_len'] or lo['prompts_file']}, output {lo['output_len']}, "
         f"{'stream' if lo['stream'] else 'no stream'}, {repeat} round(s); "
         f"{m['cpu']} x{m['cpu_count']}, load average {m['load_average'][0]:.2f} at {m['date_utc']}{flags}"
+    )
+
+
+def few_waves_line(load: LoadSettings) -> str | None:
+    """A warning for closed-loop points whose rounds hold fewer than :data:`STEADY_WAVES` waves.
+
+    With ``c`` requests in flight, ``c`` requests sent at once reach the engine as one wave, and their
+    first tokens come in groups, one per prefill step (SmolLM2, c=32, 158-token prompts: 1, 12, 13 and
+    6 requests, 1.2-2.6 s apart). In a single wave the median falls between two such groups, and one
+    request more or less in the engine's first step moved it by 20% (docs/benchmark.md). Later waves
+    arrive as earlier requests finish, so with a few of them the percentiles settle.
+    """
+    short = [
+        f"{p.label} ({load.num_requests / p.concurrency:.3g})"
+        for p in load.points
+        if p.rate is None and p.concurrency and load.num_requests < STEADY_WAVES * p.concurrency
+    ]
+    if not short:
+        return None
+    return (
+        f"note: fewer than {STEADY_WAVES} waves of requests per round at {', '.join(short)}: TTFT "
+        "percentiles there fall on a wave's prefill steps, compare TTFT mean, or raise --num-requests"
     )
 
 
@@ -455,6 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(comparison_table(results, ratio_rows))
     if len(sittings) > 1 and ratio_rows:
         print(start_order_line(ratio_rows))
+    if ratio_rows and (warning := few_waves_line(load)):
+        print(warning)
     if trials:
         print(f"\n{cpu_table(results)}")
     if profiles:
