@@ -231,9 +231,10 @@ def few_waves_line(load: LoadSettings) -> str | None:
 
     With ``c`` requests in flight, ``c`` requests sent at once reach the engine as one wave, and their
     first tokens come in groups, one per prefill step (SmolLM2, c=32, 158-token prompts: 1, 12, 13 and
-    6 requests, 1.2-2.6 s apart). In a single wave the median falls between two such groups, and one
-    request more or less in the engine's first step moved it by 20% (docs/benchmark.md). Later waves
-    arrive as earlier requests finish, so with a few of them the percentiles settle.
+    6 requests, 1.2-2.6 s apart). In a single wave the median sits on those groups: one request more
+    in the engine's first step moved it from inside a group to between two, 20% earlier
+    (docs/benchmark.md). Later waves arrive as earlier requests finish, so over a few the percentiles
+    settle.
     """
     short = [
         f"{p.label} ({load.num_requests / p.concurrency:.3g})"
