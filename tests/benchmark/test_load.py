@@ -17,7 +17,7 @@ from inference_benchmark.client import RequestOptions, build_body, chunk_text
 from inference_benchmark.prompts import Prompt, PromptFileError, load_jsonl, synthetic_prompts, take
 from inference_benchmark.runner import LoadPoint, drive, run_point
 from inference_benchmark.stats import RequestRecord
-from inference_benchmark.sweep import add_load_arguments, load_settings
+from inference_benchmark.sweep import LoadSettings, add_load_arguments, few_waves_line, load_settings
 
 
 class FakeSend:
@@ -185,3 +185,14 @@ def test_contradictory_load_options_are_refused(argv: list[str], message: str) -
     add_load_arguments(parser)
     with pytest.raises(ValueError, match=message):
         load_settings(parser.parse_args(argv))
+
+
+def test_few_waves_line_names_closed_loop_points_with_under_three_waves() -> None:
+    def load(num_requests: int, *points: LoadPoint) -> LoadSettings:
+        return LoadSettings(points, num_requests, 4, 64, 64, None, True, 0.0, True, 0, False)
+
+    assert few_waves_line(load(96, LoadPoint(concurrency=1), LoadPoint(concurrency=32))) is None
+    line = few_waves_line(load(64, LoadPoint(concurrency=8), LoadPoint(concurrency=32)))
+    assert line is not None and line.startswith("note: fewer than 3 waves of requests at c=32 (2): ")
+    # an open-loop point has no waves, capped or not
+    assert few_waves_line(load(8, LoadPoint(rate=2.0), LoadPoint(rate=4.0, concurrency=32))) is None

@@ -10,18 +10,15 @@ from typing import Any
 
 import pytest
 
-from inference_benchmark.runner import LoadPoint
 from inference_benchmark.servers import RunningServer
 from inference_benchmark.side_by_side import (
     comparison_table,
     cpu_table,
-    few_waves_line,
     median_run,
     ratios,
     start_order_line,
     start_orders,
 )
-from inference_benchmark.sweep import LoadSettings
 
 
 def run(load: str, tok_s: float | None, ttft_p50: float, ttft_p99: float) -> dict[str, Any]:
@@ -119,19 +116,6 @@ def test_comparison_table_has_a_column_per_target_and_ratio() -> None:
     ]  # fmt: skip
     # without vLLM's figures there is nothing to divide by
     assert "ratio" not in comparison_table({"engine": [run("c=1", 50.0, 1.0, 2.0)]})
-
-
-def test_few_waves_line_names_closed_loop_points_with_under_three_waves() -> None:
-    def load(num_requests: int, *points: LoadPoint) -> LoadSettings:
-        return LoadSettings(points, num_requests, 4, 64, 64, None, True, 0.0, True, 0, False)
-
-    assert few_waves_line(load(96, LoadPoint(concurrency=1), LoadPoint(concurrency=32))) is None
-    line = few_waves_line(load(64, LoadPoint(concurrency=8), LoadPoint(concurrency=32)))
-    assert line is not None and line.startswith(
-        "note: fewer than 3 waves of requests per round at c=32 (2): "
-    )
-    # an open-loop point has no waves, capped or not
-    assert few_waves_line(load(8, LoadPoint(rate=2.0), LoadPoint(rate=4.0, concurrency=32))) is None
 
 
 def table_cells(table: str) -> list[str]:

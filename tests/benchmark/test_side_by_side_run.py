@@ -73,6 +73,6 @@ def test_side_by_side_runs_both_servers_and_records_its_settings(
     assert f"ours with {BUDGET}; vLLM with {INTERVAL}" in done.stdout, done.stdout
     assert "ratio tok/s" in done.stdout and "busy-poll" in done.stdout
     assert "ratio tok/s by the server started first: c=2: ours first " in done.stdout, done.stdout
-    # 4 requests at c=2 are 2 waves a round: too few for TTFT percentiles, and the summary says so
-    assert "note: fewer than 3 waves of requests per round at c=2 (2): " in done.stdout, done.stdout
+    # 4 requests at c=2 are 2 waves: too few for TTFT percentiles, and the summary says so
+    assert "note: fewer than 3 waves of requests at c=2 (2): " in done.stdout, done.stdout
     assert len(ratio["TTFT mean"]["rounds"]) == ROUNDS

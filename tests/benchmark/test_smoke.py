@@ -56,6 +56,7 @@ def test_benchmark_reports_every_field(
     )
     assert done.returncode == 0, done.stderr
     assert "TTFT p50" in done.stdout and "requests/s" in done.stdout
+    assert "note: fewer than 3 waves of requests at c=2 (2): " in done.stdout  # 4 requests at c=2
     assert result["target"]["model"] == runtime_server.model_name  # asked from /v1/models
     assert result["load"]["stream"] is stream
     assert {"date_utc", "cpu", "load_average"} <= result["machine"].keys()

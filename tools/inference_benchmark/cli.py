@@ -19,7 +19,14 @@ import httpx
 from inference_benchmark import machine, report
 from inference_benchmark.client import API_PATHS, STRUCTURED_MODES
 from inference_benchmark.prompts import PromptFileError
-from inference_benchmark.sweep import HttpTarget, add_load_arguments, http_sweep, load_settings, results_json
+from inference_benchmark.sweep import (
+    HttpTarget,
+    add_load_arguments,
+    few_waves_line,
+    http_sweep,
+    load_settings,
+    results_json,
+)
 
 EXAMPLES = """\
 examples:
@@ -108,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for result in results:
         print(report.run_table(result), end="\n\n")
     print(report.sweep_table([r.as_dict() for r in results]))
+    if note := few_waves_line(load):
+        print(note)
     if args.output_json:
         meta = {
             "target": {

@@ -29,7 +29,14 @@ from typing import Any
 
 from inference_benchmark import machine, profile, report, servers
 from inference_benchmark.servers import CLASS_FOR_API, EngineSettings, ServerError
-from inference_benchmark.sweep import HttpTarget, LoadSettings, add_load_arguments, http_sweep, load_settings
+from inference_benchmark.sweep import (
+    HttpTarget,
+    LoadSettings,
+    add_load_arguments,
+    few_waves_line,
+    http_sweep,
+    load_settings,
+)
 
 TARGETS = ("ours", "vllm", "engine")
 
@@ -110,9 +117,6 @@ COMPARED = (
     # by a whole step when one request changes group; the mean moves by that request's share.
     ("TTFT mean", "ttft_ms", "mean"),
 )
-
-# Closed-loop rounds with fewer waves than this leave TTFT percentiles on one wave's step boundaries.
-STEADY_WAVES = 3
 
 
 def _figure(run: dict[str, Any], metric: str, statistic: str | None) -> float | None:
@@ -223,29 +227,6 @@ def settings_line(
         f"input {lo['input_len'] or lo['prompts_file']}, output {lo['output_len']}, "
         f"{'stream' if lo['stream'] else 'no stream'}, {repeat} round(s); "
         f"{m['cpu']} x{m['cpu_count']}, load average {m['load_average'][0]:.2f} at {m['date_utc']}{flags}"
-    )
-
-
-def few_waves_line(load: LoadSettings) -> str | None:
-    """A warning for closed-loop points whose rounds hold fewer than :data:`STEADY_WAVES` waves.
-
-    With ``c`` requests in flight, ``c`` requests sent at once reach the engine as one wave, and their
-    first tokens come in groups, one per prefill step (SmolLM2, c=32, 158-token prompts: 1, 12, 13 and
-    6 requests, 1.2-2.6 s apart). In a single wave the median sits on those groups: one request more
-    in the engine's first step moved it from inside a group to between two, 20% earlier
-    (docs/benchmark.md). Later waves arrive as earlier requests finish, so over a few the percentiles
-    settle.
-    """
-    short = [
-        f"{p.label} ({load.num_requests / p.concurrency:.3g})"
-        for p in load.points
-        if p.rate is None and p.concurrency and load.num_requests < STEADY_WAVES * p.concurrency
-    ]
-    if not short:
-        return None
-    return (
-        f"note: fewer than {STEADY_WAVES} waves of requests per round at {', '.join(short)}: TTFT "
-        "percentiles there fall on a wave's prefill steps, compare TTFT mean, or raise --num-requests"
     )
 
 
@@ -484,8 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(comparison_table(results, ratio_rows))
     if len(sittings) > 1 and ratio_rows:
         print(start_order_line(ratio_rows))
-    if ratio_rows and (warning := few_waves_line(load)):
-        print(warning)
+    if results and (note := few_waves_line(load)):
+        print(note)
     if trials:
         print(f"\n{cpu_table(results)}")
     if profiles:

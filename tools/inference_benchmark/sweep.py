@@ -195,6 +195,33 @@ def load_settings(args: argparse.Namespace) -> LoadSettings:
     )
 
 
+# A closed-loop point with fewer waves than this leaves TTFT percentiles on one wave's prefill steps.
+STEADY_WAVES = 3
+
+
+def few_waves_line(load: LoadSettings) -> str | None:
+    """A note naming the closed-loop points that send fewer than :data:`STEADY_WAVES` waves.
+
+    With ``c`` requests in flight, ``c`` requests sent at once reach the engine as one wave, and their
+    first tokens come in groups, one per prefill step (SmolLM2, c=32, 158-token prompts: 1, 12, 13 and
+    6 requests, 1.2-2.6 s apart). In a single wave the median sits on those groups: one request more
+    in the engine's first step moved it from inside a group to between two, 20% earlier
+    (docs/benchmark.md). Later waves arrive as earlier requests finish, so over a few the percentiles
+    settle.
+    """
+    short = [
+        f"{p.label} ({load.num_requests / p.concurrency:.3g})"
+        for p in load.points
+        if p.rate is None and p.concurrency and load.num_requests < STEADY_WAVES * p.concurrency
+    ]
+    if not short:
+        return None
+    return (
+        f"note: fewer than {STEADY_WAVES} waves of requests at {', '.join(short)}: TTFT percentiles "
+        "there fall on a wave's prefill steps; read the TTFT mean, or raise --num-requests"
+    )
+
+
 async def run_sweep(send: Send, load: LoadSettings) -> list[RunResult]:
     """Every load point of ``load``, one after the other, through ``send``."""
     results = []
