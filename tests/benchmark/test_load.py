@@ -166,10 +166,8 @@ def test_chunk_text_finds_generated_text_in_every_shape(payload: dict, text: str
     ],
 )
 def test_load_settings_survive_the_trip_to_another_process(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser()
-    add_load_arguments(parser)
-    settings = load_settings(parser.parse_args(argv))
-    assert load_settings(parser.parse_args(settings.to_argv())) == settings
+    settings = parsed_load(*argv)
+    assert parsed_load(*settings.to_argv()) == settings
 
 
 @pytest.mark.parametrize(
@@ -181,18 +179,22 @@ def test_load_settings_survive_the_trip_to_another_process(argv: list[str]) -> N
     ],
 )
 def test_contradictory_load_options_are_refused(argv: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parsed_load(*argv)
+
+
+def parsed_load(*argv: str) -> LoadSettings:
+    """Load settings from command-line options, the way the benchmark commands build them."""
     parser = argparse.ArgumentParser()
     add_load_arguments(parser)
-    with pytest.raises(ValueError, match=message):
-        load_settings(parser.parse_args(argv))
+    return load_settings(parser.parse_args(argv))
 
 
 def test_few_waves_line_names_closed_loop_points_with_under_three_waves() -> None:
-    def load(num_requests: int, *points: LoadPoint) -> LoadSettings:
-        return LoadSettings(points, num_requests, 4, 64, 64, None, True, 0.0, True, 0, False)
-
-    assert few_waves_line(load(96, LoadPoint(concurrency=1), LoadPoint(concurrency=32))) is None
-    line = few_waves_line(load(64, LoadPoint(concurrency=8), LoadPoint(concurrency=32)))
+    assert few_waves_line(parsed_load("--concurrency", "1,32", "--num-requests", "96")) is None
+    line = few_waves_line(parsed_load("--concurrency", "8,32", "--num-requests", "64"))
     assert line is not None and line.startswith("note: fewer than 3 waves of requests at c=32 (2): ")
     # an open-loop point has no waves, capped or not
-    assert few_waves_line(load(8, LoadPoint(rate=2.0), LoadPoint(rate=4.0, concurrency=32))) is None
+    assert few_waves_line(parsed_load("--request-rate", "2,4", "--num-requests", "8")) is None
+    capped = parsed_load("--request-rate", "2,4", "--max-concurrency", "32", "--num-requests", "8")
+    assert few_waves_line(capped) is None
